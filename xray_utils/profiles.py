@@ -1,0 +1,73 @@
+"""Profiles: one name (``demo``, ``public``, ``full``) that selects every default.
+
+A notebook's ``parameters`` cell holds ``PROFILE`` and the parameters a user may override, each
+``None`` by default; :func:`settings` merges the profile's defaults, the paper's hyperparameters
+(``xray_utils.paper``) and the overrides, so a papermill ``-p EPOCHS 1`` changes one value and
+nothing else.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from . import paper
+
+PROFILES: tuple[str, ...] = ("demo", "public", "full")
+
+#: Defaults shared by all tasks of a profile.
+_COMMON: Mapping[str, Mapping[str, Any]] = {
+    "demo": {
+        "IMAGE_SIZE": 64, "BATCH_SIZE": 32, "NUM_WORKERS": 0, "DEVICE": "auto",
+        "PRETRAINED": False, "AMP": False, "SEED": 0,
+        # demo dataset generation (see xray_utils.demo)
+        "DEMO_IMAGE_SIZE": 128, "DEMO_PER_TYPE": 110, "DEMO_CHEST": 1800,
+        "DEMO_PHOTOS": 1000,
+    },
+    "public": {
+        "IMAGE_SIZE": 128, "BATCH_SIZE": 64, "NUM_WORKERS": 4, "DEVICE": "auto",
+        "PRETRAINED": True, "AMP": True, "SEED": 0,
+    },
+    "full": {
+        "IMAGE_SIZE": paper.IMAGE_SIZE, "BATCH_SIZE": 32, "NUM_WORKERS": 8, "DEVICE": "auto",
+        "PRETRAINED": None, "AMP": True, "SEED": 0,
+    },
+}
+
+#: Per-task training overrides of a profile (the ``full`` profile uses the paper's settings).
+_TASK: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
+    "demo": {
+        "xray_or_not": {"EPOCHS": 3, "LR": 1e-3, "MAX_TRAIN": 1200},
+        "xray_type": {"EPOCHS": 6, "LR": 1e-3, "MAX_TRAIN": None},
+        "chest": {"EPOCHS": 5, "LR": 1e-3, "MAX_TRAIN": None, "IMAGE_SIZE": 64},
+    },
+    "public": {
+        "xray_or_not": {"EPOCHS": 5}, "xray_type": {"EPOCHS": 8}, "chest": {"EPOCHS": 8},
+    },
+    "full": {t: {} for t in paper.TASKS},
+}
+
+
+def settings(profile: str, task: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """All settings for ``profile`` (and ``task``), with non-``None`` overrides applied.
+
+    Keys are upper-case like the notebook parameters: ``IMAGE_SIZE``, ``EPOCHS``, ``LR``,
+    ``BATCH_SIZE``, ``OPTIMIZER``, ``WEIGHT_DECAY``, ``BETAS``, ``SCHEDULER``, ``LOSS``, ...
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    out: dict[str, Any] = {"PROFILE": profile}
+    out.update(_COMMON[profile])
+    if task is not None:
+        paper.classes_for(task)  # validates the name
+        hp = paper.HYPERPARAMETERS[task]
+        out.update({
+            "TASK": task, "OPTIMIZER": hp["optimizer"], "LR": hp["lr"], "BETAS": tuple(hp["betas"]),
+            "WEIGHT_DECAY": hp["weight_decay"], "SCHEDULER": dict(hp["scheduler"]),
+            "EPOCHS": hp["epochs"], "LOSS": hp["loss"], "MAX_TRAIN": None,
+        })
+        if out["PRETRAINED"] is None:
+            out["PRETRAINED"] = hp["pretrained"]
+        out.update(_TASK[profile][task])
+    for key, value in overrides.items():
+        if value is not None:
+            out[key.upper()] = value
+    return out

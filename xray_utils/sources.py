@@ -1,0 +1,47 @@
+"""Where a profile's images come from: one function that every profile goes through.
+
+* ``demo``   -- the generated phantoms and photographs (:mod:`xray_utils.demo`), built once
+  into ``data/demo``;
+* ``full``   -- the paper's six real datasets under ``data/raw`` (:mod:`xray_utils.datasets`);
+  fails at once, naming each missing dataset folder, when they are not there;
+* ``public`` -- openly downloadable X-rays (not available yet: says so).
+
+Optionally a labelled folder of real images (``EXTRA_DATA``) is mixed in, split by patient.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from .manifests import read_image_manifest
+from .paths import ProjectPaths
+
+
+def load_profile_images(profile: str, paths: ProjectPaths, cfg: Mapping[str, Any], seed: int = 0,
+                        extra_data: str | Path | None = None,
+                        chest_split: str = "authors") -> pd.DataFrame:
+    """The image manifest of ``profile`` (splits assigned, patient-disjoint)."""
+    if profile == "demo":
+        from .demo import build_demo_dataset
+
+        out = build_demo_dataset(paths.demo_dir, image_size=int(cfg["DEMO_IMAGE_SIZE"]),
+                                 per_type=int(cfg["DEMO_PER_TYPE"]), n_chest=int(cfg["DEMO_CHEST"]),
+                                 n_photos=int(cfg["DEMO_PHOTOS"]), seed=seed)
+        manifest = Path(out)
+        images = read_image_manifest(manifest if manifest.suffix == ".csv" else manifest / "images.csv")
+    elif profile == "full":
+        from .datasets import build_full_image_manifest, require_datasets
+
+        require_datasets(paths.raw_dir)
+        images = build_full_image_manifest(paths.raw_dir, seed=seed, chest_split=chest_split)
+    else:
+        raise NotImplementedError(
+            f"profile {profile!r}: automatic downloads of the public datasets are not available "
+            "yet; use the demo profile, or the full profile with the datasets of data/README.md.")
+    if extra_data:
+        from .datasets import add_labelled_folder
+
+        images = add_labelled_folder(images, extra_data, seed=seed)
+    return images

@@ -1,0 +1,302 @@
+"""One training entry point for the three modules, on Catalyst's ``SupervisedRunner``.
+
+The notebooks 01-03 differ only in their parameters::
+
+    cfg = settings(PROFILE, "xray_type", EPOCHS=EPOCHS, ...)
+    result = train_task("xray_type", paths.manifest("xray_type"), paths, cfg)
+
+What happens:
+
+* loaders from the task manifest through the preprocessing cache (:mod:`xray_utils.data`);
+* DenseNet-121 with the task's head (:mod:`xray_utils.models`); Adam or RAdam
+  (torch-optimizer), ``ReduceLROnPlateau`` on the validation loss -- the paper's settings
+  from :mod:`xray_utils.paper` unless the profile or a parameter overrides them;
+* validation metrics from scikit-learn (Catalyst 22.4's own AUC is wrong: values above 1);
+* after every epoch the full training state goes to ``last.pt`` (model, optimizer,
+  scheduler, epoch, best score, history) and, when the validation score improves, the model
+  to ``best.safetensors`` + ``best.json`` (self-describing);
+* run again with the same run folder, an interrupted training resumes after its last
+  finished epoch (and says so); a finished one is not retrained.
+* Catalyst's CSV and TensorBoard logs go to ``<run>/checkpoints/<task>/logs``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from catalyst import dl
+from catalyst.core.callback import Callback, CallbackOrder, ICheckpointCallback
+
+from . import paper
+from .data import make_loaders
+from .models import build_model, checkpoint_meta, save_checkpoint
+from .paths import ProjectPaths
+from .seeding import seed_everything
+
+#: Settings that must match for a saved state to be resumed (EPOCHS may grow).
+_RESUME_KEYS = ("TASK", "IMAGE_SIZE", "BATCH_SIZE", "LR", "OPTIMIZER", "WEIGHT_DECAY", "SEED",
+                "PRETRAINED", "MAX_TRAIN", "LOSS")
+
+
+@dataclass
+class TrainResult:
+    """What a training produced."""
+
+    task: str
+    best_checkpoint: Path
+    history: pd.DataFrame
+    best_score: float
+    best_epoch: int
+    monitor: str
+    epochs_run: int
+    resumed_from: int
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        valid = self.history[self.history["loader"] == "valid"]
+        last = valid[valid["epoch"] == valid["epoch"].max()]
+        return {
+            "best_epoch": self.best_epoch, "monitor": self.monitor,
+            "best_valid": self.best_score, "epochs": int(self.history["epoch"].max()),
+            "seconds_this_run": round(self.seconds, 1), "resumed_from_epoch": self.resumed_from,
+            "last_valid": {r.metric: float(r.value) for r in last.itertuples()},
+        }
+
+
+def monitor_metric(task: str) -> tuple[str, bool]:
+    """The validation metric that picks the best checkpoint, and whether to minimise it."""
+    return ("auc_mean", False) if paper.is_multilabel(task) else ("accuracy", False)
+
+
+def sklearn_scores(task: str, logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Validation metrics with scikit-learn: accuracy (I, II) or per-finding and mean AUC (III)."""
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    if not paper.is_multilabel(task):
+        return {"accuracy": float(accuracy_score(targets, logits.argmax(1)))}
+    probs = 1 / (1 + np.exp(-logits))
+    out: dict[str, float] = {}
+    aucs = []
+    for j, name in enumerate(paper.FINDINGS):
+        y = targets[:, j]
+        if 0 < y.sum() < len(y):
+            out[f"auc_{name}"] = float(roc_auc_score(y, probs[:, j]))
+            aucs.append(out[f"auc_{name}"])
+    out["auc_mean"] = float(np.mean(aucs)) if aucs else float("nan")
+    return out
+
+
+class SklearnMetricsCallback(Callback):
+    """Collects logits and targets of each loader and adds scikit-learn metrics at its end."""
+
+    def __init__(self, task: str) -> None:
+        super().__init__(order=CallbackOrder.Metric)
+        self.task = task
+        self._logits: list[np.ndarray] = []
+        self._targets: list[np.ndarray] = []
+
+    def on_loader_start(self, runner: "dl.IRunner") -> None:
+        self._logits, self._targets = [], []
+
+    def on_batch_end(self, runner: "dl.IRunner") -> None:
+        self._logits.append(runner.batch["logits"].detach().float().cpu().numpy())
+        self._targets.append(runner.batch["targets"].detach().cpu().numpy())
+
+    def on_loader_end(self, runner: "dl.IRunner") -> None:
+        scores = sklearn_scores(self.task, np.concatenate(self._logits),
+                                np.concatenate(self._targets))
+        runner.loader_metrics.update(scores)
+
+
+class ResumableCheckpointCallback(ICheckpointCallback):
+    """Saves ``last.pt`` every epoch and ``best.*`` on improvement; resumes from ``last.pt``."""
+
+    def __init__(self, folder: Path, task: str, cfg: Mapping[str, Any], monitor: str,
+                 minimize: bool) -> None:
+        super().__init__()
+        self.order = CallbackOrder.External  # after the scheduler has stepped
+        self.folder, self.task, self.cfg = folder, task, dict(cfg)
+        self.monitor, self.minimize = monitor, minimize
+        self.best = float("inf") if minimize else -float("inf")
+        self.best_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.resumed_from = 0
+        self.started = time.time()
+
+    @property
+    def last_path(self) -> Path:
+        return self.folder / "last.pt"
+
+    def _fingerprint(self) -> dict[str, Any]:
+        return {k: self.cfg.get(k) for k in _RESUME_KEYS}
+
+    def on_experiment_start(self, runner: "dl.IRunner") -> None:
+        if not self.last_path.is_file():
+            return
+        state = torch.load(self.last_path, map_location="cpu", weights_only=True)
+        if json.loads(state["fingerprint"]) != json.loads(json.dumps(self._fingerprint())):
+            stale = self.last_path.with_suffix(".pt.stale")
+            self.last_path.replace(stale)
+            print(f"Settings changed since the saved state; starting over (old state kept as {stale}).")
+            return
+        _unwrap(runner.model).load_state_dict(state["model"])
+        runner.optimizer.load_state_dict(state["optimizer"])
+        if runner.scheduler is not None and state.get("scheduler"):
+            runner.scheduler.load_state_dict(state["scheduler"])
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self.history = json.loads(state["history"])
+        done = int(state["epoch"])
+        self.resumed_from = done
+        runner.epoch_step = min(done, runner.num_epochs)
+        if done >= runner.num_epochs:
+            print(f"{self.task}: training already finished ({done} epochs) in {self.folder}; "
+                  "not retraining. Delete that folder to train again.")
+        else:
+            print(f"{self.task}: resuming from epoch {done + 1} of {runner.num_epochs} "
+                  f"(state found in {self.last_path}).")
+
+    def on_epoch_end(self, runner: "dl.IRunner") -> None:
+        epoch = runner.epoch_step
+        for loader, metrics in runner.epoch_metrics.items():
+            name = {"_epoch_": "epoch"}.get(loader, loader)
+            for metric, value in metrics.items():
+                self.history.append({"epoch": epoch, "loader": name, "metric": metric,
+                                     "value": float(value)})
+        score = float(runner.epoch_metrics["valid"][self.monitor])
+        improved = score < self.best if self.minimize else score > self.best
+        if improved or self.best_epoch == 0:
+            self.best, self.best_epoch = score, epoch
+            valid = {k: float(v) for k, v in runner.epoch_metrics["valid"].items()}
+            meta = checkpoint_meta(self.task, int(self.cfg["IMAGE_SIZE"]),
+                                   training={**_jsonable(self.cfg), "best_epoch": epoch},
+                                   metrics={"valid": valid})
+            save_checkpoint(_unwrap(runner.model), self.folder / "best", meta)
+        state = {
+            "model": _unwrap(runner.model).state_dict(),
+            "optimizer": runner.optimizer.state_dict(),
+            "scheduler": runner.scheduler.state_dict() if runner.scheduler is not None else {},
+            "epoch": epoch, "best": self.best, "best_epoch": self.best_epoch,
+            "history": json.dumps(self.history),
+            "fingerprint": json.dumps(self._fingerprint()),
+        }
+        tmp = self.last_path.with_suffix(".pt.tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.last_path)
+        pd.DataFrame(self.history).to_csv(self.folder / "history.csv", index=False)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "module", model)
+
+
+def _jsonable(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(cfg), default=str))
+
+
+def make_optimizer(cfg: Mapping[str, Any], params) -> torch.optim.Optimizer:
+    """Adam (modules I-II) or RAdam from torch-optimizer (module III), as the paper."""
+    name = str(cfg["OPTIMIZER"]).lower()
+    kwargs = dict(lr=float(cfg["LR"]), betas=tuple(cfg["BETAS"]),
+                  weight_decay=float(cfg["WEIGHT_DECAY"]))
+    if name == "adam":
+        return torch.optim.Adam(params, **kwargs)
+    if name == "radam":
+        import torch_optimizer
+
+        return torch_optimizer.RAdam(params, **kwargs)
+    raise ValueError(f"unknown optimizer {cfg['OPTIMIZER']!r}; expected Adam or RAdam")
+
+
+def make_scheduler(cfg: Mapping[str, Any], optimizer: torch.optim.Optimizer):
+    s = dict(cfg["SCHEDULER"])
+    if s.get("name") != "ReduceLROnPlateau":
+        raise ValueError(f"unsupported scheduler {s!r}")
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=s["mode"], factor=s["factor"], patience=s["patience"])
+
+
+def resolve_device(cfg: Mapping[str, Any]) -> str:
+    device = str(cfg.get("DEVICE", "auto"))
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def make_engine(cfg: Mapping[str, Any]) -> dl.Engine:
+    """CPU engine; on a GPU, mixed precision (bf16 where supported, else fp16) when AMP is on."""
+    if resolve_device(cfg) == "cpu":
+        return dl.CPUEngine()
+    precision = "no"
+    if cfg.get("AMP"):
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return dl.GPUEngine(mixed_precision=precision)
+
+
+class _Runner(dl.SupervisedRunner):
+    """SupervisedRunner that feeds BCE float targets (module III) and channels_last on GPU."""
+
+    def __init__(self, multilabel: bool, channels_last: bool) -> None:
+        super().__init__(input_key="features", output_key="logits", target_key="targets",
+                         loss_key="loss")
+        self.multilabel, self.channels_last = multilabel, channels_last
+
+    def handle_batch(self, batch):
+        if self.channels_last:
+            batch["features"] = batch["features"].contiguous(memory_format=torch.channels_last)
+        if self.multilabel:
+            batch["targets"] = batch["targets"].float()
+        super().handle_batch(batch)
+
+
+def train_task(task: str, manifest_csv: str | Path, paths: ProjectPaths,
+               cfg: Mapping[str, Any], verbose: bool = True) -> TrainResult:
+    """Train (or resume, or reuse) one module; returns where the best checkpoint is."""
+    cfg = dict(cfg)
+    cfg["TASK"] = task
+    seed = int(cfg.get("SEED", 0))
+    seed_everything(seed)
+    device = resolve_device(cfg)
+    on_gpu = device.startswith("cuda")
+    if on_gpu:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.deterministic = False
+    folder = paths.checkpoint_dir(task)
+    folder.mkdir(parents=True, exist_ok=True)
+    loaders = make_loaders(manifest_csv, task, int(cfg["IMAGE_SIZE"]), int(cfg["BATCH_SIZE"]),
+                           paths.cache_dir, num_workers=int(cfg.get("NUM_WORKERS", 0)), seed=seed,
+                           max_train=cfg.get("MAX_TRAIN"), pin_memory=on_gpu)
+    model = build_model(task, pretrained=bool(cfg.get("PRETRAINED")),
+                        allow_fallback=bool(cfg.get("ALLOW_PRETRAINED_FALLBACK", False)))
+    if on_gpu:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, model.parameters())
+    scheduler = make_scheduler(cfg, optimizer)
+    criterion = (torch.nn.BCEWithLogitsLoss() if paper.is_multilabel(task)
+                 else torch.nn.CrossEntropyLoss())
+    monitor, minimize = monitor_metric(task)
+    ckpt = ResumableCheckpointCallback(folder, task, cfg, monitor, minimize)
+    callbacks = [
+        SklearnMetricsCallback(task),
+        dl.SchedulerCallback(loader_key="valid", metric_key="loss"),
+        ckpt,
+    ]
+    runner = _Runner(paper.is_multilabel(task), channels_last=on_gpu)
+    started = time.time()
+    runner.train(
+        model=model, engine=make_engine(cfg), criterion=criterion, optimizer=optimizer,
+        scheduler=scheduler, loaders=loaders, callbacks=callbacks,
+        logdir=str(folder / "logs"), num_epochs=int(cfg["EPOCHS"]), seed=seed,
+        valid_loader="valid", valid_metric=monitor, minimize_valid_metric=minimize,
+        verbose=verbose,
+    )
+    history = pd.DataFrame(ckpt.history, columns=["epoch", "loader", "metric", "value"])
+    return TrainResult(task=task, best_checkpoint=folder / "best.json", history=history,
+                       best_score=ckpt.best, best_epoch=ckpt.best_epoch, monitor=monitor,
+                       epochs_run=int(history["epoch"].max()) if len(history) else 0,
+                       resumed_from=ckpt.resumed_from, seconds=time.time() - started)

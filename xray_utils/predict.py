@@ -20,6 +20,7 @@ same input transform (:func:`xray_utils.models.to_model_input`) as training.
 """
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -241,6 +242,26 @@ def predict_chain(checkpoints_dir: str | Path, images: pd.DataFrame, batch_size:
     out = pd.concat([out, pd.DataFrame(cols)], axis=1)
     out.attrs.update(n_dropped=int((~ok).sum()))
     return out
+
+
+def checkpoint_table(checkpoints_dir: str | Path) -> pd.DataFrame:
+    """One row per module: what its ``best.json`` says (weights are not loaded).
+
+    Fails with the missing file's name (and how to make it) when a module was not trained.
+    """
+    rows = []
+    for task in paper.TASKS:
+        info = Path(checkpoints_dir) / task / "best.json"
+        if not info.is_file():
+            raise FileNotFoundError(f"checkpoint missing: {info}. Train the module first "
+                                    "(notebooks 01-03) or pass the RUN_DIR of a trained run.")
+        meta = json.loads(info.read_text())
+        training = meta.get("training", {})
+        rows.append({"task": task, "classes": len(meta["classes"]),
+                     "multilabel": meta["multilabel"], "image_size": meta["image_size"],
+                     "epochs": training.get("EPOCHS"), "best_epoch": training.get("best_epoch"),
+                     "checkpoint": str(info)})
+    return pd.DataFrame(rows).set_index("task")
 
 
 def save_predictions(df: pd.DataFrame, path: str | Path) -> Path:

@@ -24,8 +24,9 @@ NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
 class NotebookFailed(RuntimeError):
     """A notebook raised; the message names the notebook, the cell and the error."""
 
-    def __init__(self, notebook: Path, cell: int | None, error: str, executed: Path) -> None:
-        where = f"cell {cell}" if cell is not None else "an unknown cell"
+    def __init__(self, notebook: Path, cell: tuple[int, str] | None, error: str,
+                 executed: Path) -> None:
+        where = f"cell {cell[0]} (`{cell[1]}`)" if cell is not None else "an unknown cell"
         super().__init__(f"{notebook.name} failed in {where}: {error} (executed copy: {executed})")
         self.notebook, self.cell, self.error, self.executed = notebook, cell, error, executed
 
@@ -64,18 +65,27 @@ def select_notebooks(notebooks: Sequence[Path], only: Iterable[str] | None) -> l
     return chosen
 
 
-def _failing_cell(executed: Path) -> int | None:
-    """Index (0-based, counting all cells) of the first cell whose output is an error."""
+#: Cells that papermill adds to the executed copy (not in the user's notebook).
+_PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
+
+
+def _failing_cell(executed: Path) -> tuple[int, str] | None:
+    """The failing cell as the user sees it: 1-based number in the source notebook (markdown
+    cells counted, papermill's own cells not) and its first line."""
     try:
         import nbformat
 
         nb = nbformat.read(str(executed), as_version=4)
     except Exception:
         return None
-    for i, cell in enumerate(nb.cells):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                return i
+    number = 0
+    for cell in nb.cells:
+        if _PAPERMILL_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+            continue
+        number += 1
+        if any(out.get("output_type") == "error" for out in cell.get("outputs", [])):
+            first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
+            return number, first[:80]
     return None
 
 
@@ -121,6 +131,7 @@ def main(args) -> int:
     params = {key: parse_value(value) for key, value in (args.param or [])}
     try:
         run_all(args.profile, args.only, params,
+                notebooks_dir=Path(args.notebooks) if args.notebooks else NOTEBOOKS_DIR,
                 out_dir=Path(args.out) if args.out else None)
     except NotebookFailed as exc:
         print(f"✗ FAILED: {exc}", file=sys.stderr)
@@ -136,4 +147,5 @@ def add_parser(subparsers) -> None:
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="override a notebook parameter, e.g. -p SEED 1 -p EPOCHS 2")
     p.add_argument("--out", help="folder for the executed notebooks (default: <run>/notebooks)")
+    p.add_argument("--notebooks", help="folder of the numbered notebooks (default: notebooks/)")
     p.set_defaults(func=main)

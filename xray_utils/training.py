@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -38,6 +39,11 @@ from .data import make_loaders
 from .models import build_model, checkpoint_meta, save_checkpoint
 from .paths import ProjectPaths
 from .seeding import seed_everything
+
+# Known, harmless warnings of catalyst 22.4 with accelerate 0.34 (they would flood the notebooks).
+warnings.filterwarnings("ignore", message="The `TPU` of", category=FutureWarning)
+warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True",
+                        category=UserWarning)
 
 #: Settings that must match for a saved state to be resumed (EPOCHS may grow).
 _RESUME_KEYS = ("TASK", "IMAGE_SIZE", "BATCH_SIZE", "LR", "OPTIMIZER", "WEIGHT_DECAY", "SEED",
@@ -300,3 +306,24 @@ def train_task(task: str, manifest_csv: str | Path, paths: ProjectPaths,
                        best_score=ckpt.best, best_epoch=ckpt.best_epoch, monitor=monitor,
                        epochs_run=int(history["epoch"].max()) if len(history) else 0,
                        resumed_from=ckpt.resumed_from, seconds=time.time() - started)
+
+
+def describe_settings(cfg: Mapping[str, Any], task: str) -> pd.DataFrame:
+    """This run's settings beside the paper's (Section III), marking the differences."""
+    hp = paper.HYPERPARAMETERS[task]
+    rows = [
+        ("optimizer", cfg["OPTIMIZER"], hp["optimizer"]),
+        ("learning rate", cfg["LR"], hp["lr"]),
+        ("betas", tuple(cfg["BETAS"]), tuple(hp["betas"])),
+        ("weight decay", cfg["WEIGHT_DECAY"], hp["weight_decay"]),
+        ("scheduler", dict(cfg["SCHEDULER"]), hp["scheduler"]),
+        ("epochs", cfg["EPOCHS"], hp["epochs"]),
+        ("loss", cfg["LOSS"], hp["loss"]),
+        ("ImageNet weights", bool(cfg["PRETRAINED"]), hp["pretrained"]),
+        ("image size", cfg["IMAGE_SIZE"], hp["image_size"]),
+        ("batch size", cfg["BATCH_SIZE"], "not stated"),
+        ("training images", cfg.get("MAX_TRAIN") or "all", "all"),
+    ]
+    df = pd.DataFrame(rows, columns=["setting", f"this run ({cfg['PROFILE']})", "paper"])
+    df["same"] = [str(a) == str(b) for _, a, b in rows]
+    return df.set_index("setting")

@@ -1,0 +1,27 @@
+# The two commands of the README:
+#   make demo   set up (once) and run every notebook in the demo profile
+#   make test   set up (once) and run the test suite (unit tests + every notebook, demo profile)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test setup clean-run figures
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0] + ": run make PYTHON=python3.11 ..."'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -c requirements/constraints.txt -e ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m xray_utils run --profile demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean-run:
+	rm -rf runs/demo

@@ -1,0 +1,132 @@
+"""The training entry point: it learns, resumes after an interruption, reproduces, saves safely."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from xray_utils import paper
+from xray_utils.models import load_checkpoint, to_model_input
+from xray_utils.paths import project_paths
+from xray_utils.profiles import settings
+from xray_utils.training import describe_settings, make_optimizer, sklearn_scores, train_task
+
+
+def _train(manifest, run_dir, task="xray_or_not", **overrides):
+    paths = project_paths("demo", data_dir=run_dir / "data", run_dir=run_dir,
+                          figures_dir=run_dir / "fig").ensure()
+    cfg = settings("demo", task, **{"IMAGE_SIZE": 32, "EPOCHS": 2, "BATCH_SIZE": 16,
+                                    "MAX_TRAIN": None, **overrides})
+    return train_task(task, manifest, paths, cfg, verbose=False), paths
+
+
+def test_training_learns_and_saves_a_self_describing_checkpoint(tiny_task, tmp_path):
+    torch.set_num_threads(1)
+    # enough steps for batch-norm running statistics to settle (validation uses them)
+    result, paths = _train(tiny_task("xray_or_not", n=240), tmp_path / "run", EPOCHS=3)
+    assert result.best_score > 0.75, result.history
+    model, meta = load_checkpoint(result.best_checkpoint)
+    assert meta["classes"] == list(paper.XRAY_OR_NOT_CLASSES)
+    assert meta["image_size"] == 32 and meta["training"]["OPTIMIZER"] == "Adam"
+    out = model(to_model_input(np.zeros((2, 32, 32), dtype=np.uint8)))
+    assert out.shape == (2, 2)
+    # last.pt loads without unpickling arbitrary objects
+    state = torch.load(paths.checkpoint_dir("xray_or_not") / "last.pt", weights_only=True)
+    assert state["epoch"] == 3
+    assert set(result.history["loader"]) >= {"train", "valid"}
+
+
+def test_multilabel_training_reports_sklearn_auc(tiny_task, tmp_path):
+    torch.set_num_threads(1)
+    result, _ = _train(tiny_task("chest"), tmp_path / "run", task="chest", LR=1e-3)
+    valid = result.history[(result.history["loader"] == "valid")]
+    aucs = valid[valid["metric"].str.startswith("auc_")]
+    assert len(aucs) and aucs["value"].between(0, 1).all()
+    assert result.monitor == "auc_mean"
+
+
+def test_same_seed_gives_same_metrics(tiny_task, tmp_path):
+    torch.set_num_threads(1)
+    manifest = tiny_task("xray_or_not")
+    a, _ = _train(manifest, tmp_path / "a")
+    b, _ = _train(manifest, tmp_path / "b")
+    va = a.history.set_index(["epoch", "loader", "metric"])["value"]
+    vb = b.history.set_index(["epoch", "loader", "metric"])["value"]
+    assert np.allclose(va.to_numpy(), vb.reindex(va.index).to_numpy(), atol=1e-3)
+
+
+def test_interrupted_training_resumes_at_next_epoch(tiny_task, tmp_path):
+    """Kill a training after its first epoch; the rerun says it resumes and finishes."""
+    manifest = tiny_task("xray_or_not", n=240, size=48)
+    run = tmp_path / "run"
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(f"""
+        import torch
+        torch.set_num_threads(1)
+        from xray_utils.paths import project_paths
+        from xray_utils.profiles import settings
+        from xray_utils.training import train_task
+        paths = project_paths("demo", data_dir=r"{run}/data", run_dir=r"{run}",
+                              figures_dir=r"{run}/fig").ensure()
+        cfg = settings("demo", "xray_or_not", IMAGE_SIZE=48, EPOCHS=3, BATCH_SIZE=16)
+        r = train_task("xray_or_not", r"{manifest}", paths, cfg, verbose=False)
+        print("EPOCHS", r.epochs_run, "RESUMED", r.resumed_from)
+    """))
+    last = run / "checkpoints" / "xray_or_not" / "last.pt"
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last.exists(), "the first epoch never finished"
+    done = torch.load(last, weights_only=True)["epoch"]
+    assert done < 3, "the training finished before it could be interrupted; make epochs longer"
+    rerun = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"resuming from epoch {done + 1} of 3" in rerun.stdout
+    assert f"EPOCHS 3 RESUMED {done}" in rerun.stdout
+    history = pd.read_csv(last.parent / "history.csv")
+    assert sorted(history["epoch"].unique()) == [1, 2, 3]
+
+
+def test_changed_settings_start_over(tiny_task, tmp_path):
+    torch.set_num_threads(1)
+    manifest = tiny_task("xray_or_not", n=40)
+    _train(manifest, tmp_path / "run", EPOCHS=1)
+    again, _ = _train(manifest, tmp_path / "run", EPOCHS=1, LR=5e-4)
+    assert again.resumed_from == 0
+    assert (tmp_path / "run" / "checkpoints" / "xray_or_not" / "last.pt.stale").exists()
+
+
+def test_optimizers_follow_the_paper():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    cfg = settings("full", "chest")
+    opt = make_optimizer(cfg, params)
+    assert type(opt).__name__ == "RAdam" and type(opt).__module__.startswith("torch_optimizer")
+    assert opt.defaults["lr"] == paper.HYPERPARAMETERS["chest"]["lr"]
+    assert opt.defaults["weight_decay"] == paper.HYPERPARAMETERS["chest"]["weight_decay"]
+    opt = make_optimizer(settings("full", "xray_type"), params)
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["betas"] == (0.9, 0.999)
+    table = describe_settings(settings("full", "chest"), "chest")
+    assert table.drop(index=["batch size"])["same"].all()
+
+
+def test_sklearn_scores_match_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 14))
+    targets = (rng.random((50, 14)) < 0.3).astype(float)
+    scores = sklearn_scores("chest", logits, targets)
+    assert scores["auc_Atelectasis"] == pytest.approx(roc_auc_score(targets[:, 0], logits[:, 0]))

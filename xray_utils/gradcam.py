@@ -1,0 +1,682 @@
+"""Grad-CAM for the project's DenseNet-121 models, taught from scratch and scored.
+
+Grad-CAM (Selvaraju et al., 2017) explains one output ``y_c`` of a CNN with a heatmap over the
+last convolutional block: with ``A`` the block's activations (``K`` channels of ``h x w``),
+
+    alpha_ck = mean_ij dy_c / dA_kij          (channel weights: pooled gradients)
+    cam_c    = ReLU(sum_k alpha_ck * A_k)     (weighted sum of the activation maps)
+
+upsampled (bilinear) to the input size and scaled to ``[0, 1]``.  For :class:`XrayDenseNet`
+the block is ``model.features`` (its last module is ``norm5``); the model applies ReLU, global
+average pooling and the linear ``classifier`` after it.
+
+What is here:
+
+* :class:`GradCAM` -- the backward-based version (hooks + autograd), batched, a context manager
+  that always removes its hooks.  Matches ``pytorch_grad_cam.GradCAM`` (tested).
+* :func:`all_class_cams` -- the same maps for every class from ONE forward pass and no backward
+  pass: for this head the gradient has a closed form (see the function's docstring).
+* :func:`overlay` -- heatmap over a grayscale image, as RGB.
+* Localisation scores against bounding boxes: :func:`pointing_game`, :func:`cam_iou`,
+  :func:`localisation_records`, :func:`score_localisation`, :func:`localisation_summary`.
+* The randomisation sanity check (Adebayo et al., 2018): :func:`randomized_copy` and
+  :func:`heatmap_similarity`.
+* Figures used by ``notebooks/05_gradcam.ipynb``: :func:`plot_cam_gallery`,
+  :func:`plot_randomization_check`, :func:`plot_localisation_scores`.
+
+Normalisation of every map (both paths, and what pytorch-grad-cam does): after the ReLU and the
+upsampling each map is min-max scaled to ``[0, 1]``.  A map with no spread -- in particular the
+all-zero map that Grad-CAM gives when no location has positive evidence for the class -- has no
+meaningful maximum and is returned as all zeros (never NaN).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from . import paper
+
+#: Ranges below this are treated as "no spread" when a map is scaled to [0, 1].
+_FLAT = 1e-12
+
+Box = tuple[float, float, float, float]  # x, y, w, h
+
+
+# --------------------------------------------------------------------------------------------
+# normalisation and input checks shared by both paths
+# --------------------------------------------------------------------------------------------
+def upsample_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(N, C, h, w)`` -> ``(N, C, H, W)`` by bilinear interpolation (half-pixel centres).
+
+    This is the interpolation of ``cv2.resize(..., INTER_LINEAR)`` that pytorch-grad-cam uses,
+    so both give the same upsampled maps.
+    """
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Min-max scale each ``(h, w)`` map of ``(..., h, w)`` to ``[0, 1]``; flat maps -> zeros."""
+    flat = maps.flatten(-2)
+    lo = flat.min(dim=-1).values[..., None, None]
+    hi = flat.max(dim=-1).values[..., None, None]
+    span = hi - lo
+    out = (maps - lo) / span.clamp_min(_FLAT)
+    return torch.where(span > _FLAT, out, torch.zeros_like(out))
+
+
+def _as_model_input(x: torch.Tensor | np.ndarray, device: torch.device) -> torch.Tensor:
+    """Check that ``x`` is a float batch ``(N, 1 or 3, H, W)`` and move it to ``device``."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not torch.is_tensor(x):
+        raise TypeError(f"expected a torch.Tensor (N, 1, H, W), got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise ValueError(
+            f"Grad-CAM expects the model input (float), got dtype {x.dtype}; convert 8-bit "
+            "images with xray_utils.models.to_model_input(images) first.")
+    if x.ndim != 4:
+        raise ValueError(f"expected a batch of shape (N, 1, H, W), got shape {tuple(x.shape)}")
+    return x.to(device)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _class_indices(class_idx: int | Sequence[int] | None, n: int, logits: torch.Tensor) -> torch.Tensor:
+    """One class index per image (``None`` = each image's top-scoring class)."""
+    if class_idx is None:
+        return logits.argmax(dim=1)
+    if isinstance(class_idx, (int, np.integer)):
+        idx = torch.full((n,), int(class_idx), dtype=torch.long)
+    else:
+        idx = torch.as_tensor(list(class_idx), dtype=torch.long)
+        if idx.shape != (n,):
+            raise ValueError(f"class_idx has {idx.numel()} entries for a batch of {n} images; "
+                             "give one int for all images or one per image")
+    num = logits.shape[1]
+    if (idx < 0).any() or (idx >= num).any():
+        raise IndexError(f"class index out of range: {idx.tolist()} (the model has {num} outputs)")
+    return idx.to(logits.device)
+
+
+# --------------------------------------------------------------------------------------------
+# backward-based Grad-CAM
+# --------------------------------------------------------------------------------------------
+@dataclass
+class CamResult:
+    """Everything one Grad-CAM pass computed (tensors on the CPU, float32).
+
+    ``activations`` A ``(N, K, h, w)`` and ``gradients`` dy/dA ``(N, K, h, w)`` of the target
+    layer, channel ``weights`` ``(N, K)``, ``raw`` = ReLU(sum_k weights_k A_k) ``(N, h, w)``
+    before upsampling and scaling, the ``logits`` ``(N, C)`` and the explained ``class_idx``.
+    """
+
+    activations: torch.Tensor
+    gradients: torch.Tensor
+    weights: torch.Tensor
+    raw: torch.Tensor
+    logits: torch.Tensor
+    class_idx: torch.Tensor
+
+
+class GradCAM:
+    """Backward-based Grad-CAM on one layer of a model (default ``model.features``).
+
+    Use it as a context manager -- the hooks it puts on the model are removed on exit, also
+    when an exception is raised inside the block::
+
+        with GradCAM(model) as cam:
+            heat = cam(x, class_idx=1)          # (N, H, W) in [0, 1]
+
+    How the hooks work: a *forward* hook on the target layer keeps its output ``A`` and puts a
+    *tensor* hook on it that records ``dy/dA`` when the backward pass reaches it.  Tensor hooks
+    on the output (rather than ``register_full_backward_hook`` on the module) keep working when
+    a later operation modifies the output in place (DenseNet's ``F.relu(..., inplace=True)``);
+    to make this hold for the activations too, the forward hook hands a copy of ``A`` to the
+    rest of the network, so in-place changes downstream can never alter the saved ``A``.
+    The backward pass is ``torch.autograd.grad`` with respect to ``A`` only: it does not touch
+    the parameters' ``.grad`` and runs only the head's backward.
+
+    While active the model is put in eval mode (BatchNorm uses its running statistics, so each
+    image's map is independent of the others in the batch); the previous mode is restored on
+    exit.
+    """
+
+    def __init__(self, model: nn.Module, target_layer: nn.Module | None = None) -> None:
+        if target_layer is None:
+            target_layer = getattr(model, "features", None)
+            if not isinstance(target_layer, nn.Module):
+                raise ValueError("the model has no .features module; pass target_layer= "
+                                 "(the last convolutional block) explicitly")
+        self.model = model
+        self.target_layer = target_layer
+        self._handles: list[Any] = []
+        self._activation: torch.Tensor | None = None
+        self._gradient: torch.Tensor | None = None
+        self._was_training: bool | None = None
+
+    # -- hook management ---------------------------------------------------------------------
+    def __enter__(self) -> "GradCAM":
+        self.attach()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.release()
+        return False  # never swallow exceptions
+
+    def attach(self) -> "GradCAM":
+        """Register the forward hook (idempotent) and switch the model to eval mode."""
+        if not self._handles:
+            self._handles.append(self.target_layer.register_forward_hook(self._forward_hook))
+            self._was_training = self.model.training
+            self.model.eval()
+        return self
+
+    def release(self) -> None:
+        """Remove every hook this object registered, drop saved tensors, restore the mode."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._activation = self._gradient = None
+        if self._was_training is not None:
+            self.model.train(self._was_training)
+            self._was_training = None
+
+    @property
+    def active(self) -> bool:
+        """Whether hooks are currently registered."""
+        return bool(self._handles)
+
+    def _forward_hook(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(output):
+            raise TypeError(f"Grad-CAM target layer {type(module).__name__} returns "
+                            f"{type(output).__name__}, not a tensor; choose another layer")
+        self._activation = output
+        self._gradient = None
+        if output.requires_grad:
+            output.register_hook(self._save_gradient)
+        return None  # downstream in-place ops modify the copy, never A
+
+    def _save_gradient(self, grad: torch.Tensor) -> None:
+        self._gradient = grad
+
+    # -- computation -------------------------------------------------------------------------
+    def compute(self, x: torch.Tensor | np.ndarray,
+                class_idx: int | Sequence[int] | None = None) -> CamResult:
+        """Forward + backward for a batch; returns activations, gradients, weights, raw maps."""
+        if not self.active:
+            raise RuntimeError("GradCAM is not active: use it as `with GradCAM(model) as cam:` "
+                               "(or call .attach() first)")
+        x = _as_model_input(x, _device_of(self.model))
+        with torch.enable_grad():
+            # the input requires grad so a graph exists even when all parameters are frozen
+            logits = self.model(x.detach().requires_grad_(True))
+            if self._activation is None:
+                raise RuntimeError("the target layer was not called in the model's forward pass; "
+                                   "check target_layer")
+            idx = _class_indices(class_idx, x.shape[0], logits)
+            score = logits.gather(1, idx[:, None]).sum()  # images are independent in eval mode
+            torch.autograd.grad(score, self._activation)
+        if self._gradient is None:
+            raise RuntimeError("no gradient reached the target layer; does the explained output "
+                               "depend on it?")
+        A = self._activation.detach().float()
+        G = self._gradient.detach().float()
+        weights = G.double().mean(dim=(2, 3))                                  # (N, K)
+        raw = torch.relu(torch.einsum("nk,nkij->nij", weights, A.double()))  # (N, h, w)
+        self._activation = self._gradient = None
+        return CamResult(activations=A.cpu(), gradients=G.cpu(), weights=weights.float().cpu(),
+                         raw=raw.float().cpu(), logits=logits.detach().float().cpu(),
+                         class_idx=idx.cpu())
+
+    def __call__(self, x: torch.Tensor | np.ndarray, class_idx: int | Sequence[int] | None = None,
+                 upsample: bool = True, normalize: bool = True) -> np.ndarray:
+        """Heatmaps ``(N, H, W)`` float32 for ``x`` ``(N, 1, H, W)`` and one class per image.
+
+        ``class_idx``: one int for all images, one per image, or ``None`` for each image's
+        top-scoring class.  With ``upsample=False`` the maps keep the layer's ``h x w``; with
+        ``normalize=False`` they keep Grad-CAM's raw scale (still after the ReLU).
+        """
+        res = self.compute(x, class_idx)
+        maps = res.raw.double()[:, None]
+        if upsample:
+            maps = upsample_maps(maps, tuple(x.shape[-2:]))
+        if normalize:
+            maps = normalize_maps(maps)
+        return maps[:, 0].float().numpy()
+
+
+# --------------------------------------------------------------------------------------------
+# the fast path: every class from one forward pass
+# --------------------------------------------------------------------------------------------
+def _check_head(model: nn.Module) -> nn.Linear:
+    clf = getattr(model, "classifier", None)
+    if not isinstance(getattr(model, "features", None), nn.Module) or not isinstance(clf, nn.Linear):
+        raise TypeError(
+            "all_class_cams needs a model whose forward is features -> ReLU -> global average "
+            "pool -> classifier (nn.Linear), like xray_utils.models.XrayDenseNet; use GradCAM "
+            f"for other models (got {type(model).__name__})")
+    return clf
+
+
+def _resolve_classes(classes: Sequence[int | str] | None, num_outputs: int,
+                     class_names: Sequence[str] | None) -> list[int]:
+    if classes is None:
+        return list(range(num_outputs))
+    out = []
+    for c in classes:
+        if isinstance(c, str):
+            if class_names is None or c not in class_names:
+                raise ValueError(f"class {c!r}: pass class_names=meta['classes'] to select classes "
+                                 "by name, or give output indices")
+            out.append(list(class_names).index(c))
+        else:
+            out.append(int(c))
+    bad = [c for c in out if not 0 <= c < num_outputs]
+    if bad:
+        raise IndexError(f"class indices {bad} out of range (the model has {num_outputs} outputs)")
+    return out
+
+
+@torch.no_grad()
+def all_class_cams(model: nn.Module, x: torch.Tensor | np.ndarray,
+                   classes: Sequence[int | str] | None = None, upsample: bool = True, *,
+                   class_names: Sequence[str] | None = None, normalize: bool = True) -> np.ndarray:
+    """Grad-CAM of every class (or of ``classes``) at once: ``(N, C, H, W)`` float32 in [0, 1].
+
+    No backward pass is needed, because the head after the target layer is simple.  With
+    ``A = model.features(x)`` (norm5's output, before the ReLU) and ``h x w`` cells::
+
+        y_c = sum_k W_ck * mean_ij ReLU(A_kij) + b_c
+        dy_c / dA_kij = W_ck * 1[A_kij > 0] / (h w)
+        alpha_ck = mean_ij dy_c / dA_kij = W_ck * (fraction of cells where A_k > 0) / (h w)
+        cam_c = ReLU(sum_k alpha_ck A_kij)
+
+    So one forward pass through ``features`` gives the maps of all classes; the result equals
+    :class:`GradCAM` (tested for every class).  ``classes`` are output indices (or names, with
+    ``class_names=meta["classes"]``); ``upsample=False`` keeps the ``h x w`` grid;
+    ``normalize=False`` returns the raw (post-ReLU) maps.  Maps are scaled per map as described
+    in the module docstring (flat maps -> zeros).
+    """
+    clf = _check_head(model)
+    idx = _resolve_classes(classes, clf.out_features, class_names)
+    x = _as_model_input(x, _device_of(model))
+    was_training = model.training
+    model.eval()
+    try:
+        xin = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # as XrayDenseNet.forward
+        A = model.features(xin).double()                          # (N, K, h, w)
+    finally:
+        model.train(was_training)
+    h, w = A.shape[-2:]
+    frac_pos = (A > 0).double().mean(dim=(2, 3))                  # (N, K)
+    W = clf.weight.detach().double()[idx]                         # (C, K)
+    alpha = W[None] * frac_pos[:, None, :] / (h * w)              # (N, C, K)
+    maps = torch.relu(torch.einsum("nck,nkij->ncij", alpha, A))   # (N, C, h, w)
+    if upsample:
+        maps = upsample_maps(maps, tuple(x.shape[-2:]))
+    if normalize:
+        maps = normalize_maps(maps)
+    return maps.float().cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------------
+# overlay
+# --------------------------------------------------------------------------------------------
+def resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of one 2-D map to ``size = (H, W)`` (float32)."""
+    cam = np.asarray(cam, dtype=np.float32)
+    if cam.ndim != 2:
+        raise ValueError(f"expected one 2-D heatmap, got shape {cam.shape}")
+    if cam.shape == tuple(size):
+        return cam
+    t = torch.from_numpy(np.ascontiguousarray(cam))[None, None]
+    return upsample_maps(t, tuple(size))[0, 0].numpy()
+
+
+def overlay(gray_uint8: np.ndarray, cam: np.ndarray, alpha: float = 0.4,
+            cmap: str = "jet") -> np.ndarray:
+    """Blend a heatmap over a grayscale image: RGB ``uint8`` ``(H, W, 3)``.
+
+    ``cam`` (any ``h x w``, values in [0, 1]) is resized to the image, coloured with the
+    matplotlib colormap ``cmap`` and mixed in with weight ``alpha`` (0 = image only, 1 = heatmap
+    only).
+    """
+    import matplotlib
+
+    img = np.asarray(gray_uint8)
+    if img.ndim != 2:
+        raise ValueError(f"overlay expects a 2-D grayscale image, got shape {img.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    heat = np.clip(resize_map(cam, img.shape), 0.0, 1.0)
+    colours = matplotlib.colormaps[cmap](heat)[..., :3]
+    base = np.repeat((img.astype(np.float32) / 255.0)[..., None], 3, axis=2)
+    out = (1.0 - alpha) * base + alpha * colours
+    return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# localisation scores
+# --------------------------------------------------------------------------------------------
+def boxes_mask(shape: tuple[int, int], boxes: Iterable[Sequence[float]]) -> np.ndarray:
+    """Boolean ``(H, W)`` mask of the union of ``(x, y, w, h)`` boxes.
+
+    A pixel belongs to a box when its centre ``(col + 0.5, row + 0.5)`` lies inside it.
+    """
+    H, W = shape
+    cols = np.arange(W) + 0.5
+    rows = np.arange(H) + 0.5
+    mask = np.zeros((H, W), dtype=bool)
+    for x, y, w, h in boxes:
+        inside_c = (cols >= x) & (cols <= x + w)
+        inside_r = (rows >= y) & (rows <= y + h)
+        mask |= inside_r[:, None] & inside_c[None, :]
+    return mask
+
+
+def cam_peak(cam: np.ndarray, rtol: float = 1e-6) -> tuple[int, int] | None:
+    """``(row, col)`` of a map's maximum, or ``None`` for a flat map (no peak to point with).
+
+    Bilinear upsampling of a coarse map gives flat tops (near the borders a whole block of
+    pixels equals the maximum); then the tied pixel nearest to the ties' centroid is returned,
+    i.e. the middle of the top rather than its first (top-left) pixel.
+    """
+    cam = np.asarray(cam, dtype=np.float64)
+    hi, lo = cam.max(), cam.min()
+    if not np.isfinite(hi) or hi - lo <= _FLAT:
+        return None
+    tol = rtol * max(abs(hi), abs(hi - lo))
+    rows, cols = np.nonzero(cam >= hi - tol)
+    if len(rows) == 1:
+        return int(rows[0]), int(cols[0])
+    cr, cc = rows.mean(), cols.mean()
+    k = int(np.argmin((rows - cr) ** 2 + (cols - cc) ** 2))
+    return int(rows[k]), int(cols[k])
+
+
+def pointing_game(cam: np.ndarray, boxes: Sequence[Sequence[float]], tolerance: float = 0.0) -> bool:
+    """Does the heatmap's maximum fall inside any of the ``(x, y, w, h)`` boxes?
+
+    Boxes are in the map's pixel coordinates.  The maximum is :func:`cam_peak` (the middle of a
+    flat top); a flat map, e.g. all zeros, points nowhere and scores a miss.  ``tolerance``
+    (pixels) grows every box on all sides, as in the original pointing game (15 px at 224 px).
+    """
+    peak = cam_peak(cam)
+    if peak is None or not len(boxes):
+        return False
+    r, c = peak[0] + 0.5, peak[1] + 0.5
+    return any(x - tolerance <= c <= x + w + tolerance and y - tolerance <= r <= y + h + tolerance
+               for x, y, w, h in boxes)
+
+
+def cam_iou(cam: np.ndarray, boxes: Sequence[Sequence[float]], threshold: float = 0.5) -> float:
+    """IoU of the thresholded heatmap (``cam >= threshold * max``) with the union of the boxes.
+
+    ``threshold`` is relative to the map's maximum; a map without positive values gives 0.
+    """
+    cam = np.asarray(cam, dtype=np.float64)
+    target = boxes_mask(cam.shape, boxes)
+    peak = cam.max()
+    if not np.isfinite(peak) or peak <= 0:
+        return 0.0
+    hot = cam >= threshold * peak
+    union = np.logical_or(hot, target).sum()
+    return float(np.logical_and(hot, target).sum() / union) if union else 0.0
+
+
+def scale_boxes(boxes: Iterable[Sequence[float]], from_size: tuple[float, float],
+                to_size: tuple[float, float]) -> list[Box]:
+    """Rescale ``(x, y, w, h)`` boxes from an image of ``(width, height)`` to another size."""
+    sx = to_size[0] / from_size[0]
+    sy = to_size[1] / from_size[1]
+    return [(x * sx, y * sy, w * sx, h * sy) for x, y, w, h in boxes]
+
+
+def _sizes_per_image(box_image_sizes: Any, n: int) -> list[tuple[float, float]]:
+    """One ``(width, height)`` for every image, from a single size or a per-image list."""
+    if isinstance(box_image_sizes, (int, float, np.integer)):
+        return [(float(box_image_sizes), float(box_image_sizes))] * n
+    sizes = list(box_image_sizes)
+    if len(sizes) == 2 and all(isinstance(s, (int, float, np.integer)) for s in sizes):
+        return [(float(sizes[0]), float(sizes[1]))] * n
+    if len(sizes) != n:
+        raise ValueError(f"box_image_sizes has {len(sizes)} entries for {n} images; give one "
+                         "(width, height) for all images or one per image")
+    return [(float(s[0]), float(s[1])) for s in sizes]
+
+
+def localisation_records(model: nn.Module, images: np.ndarray,
+                         boxes_per_image: Sequence[Sequence[Sequence]],
+                         box_image_sizes: Any, findings: Sequence[str] = paper.FINDINGS,
+                         threshold: float = 0.5, batch_size: int = 32,
+                         tolerance: float = 0.0, progress: bool = True) -> pd.DataFrame:
+    """One row per (image, finding with a box): ``image``, ``finding``, ``pointing``, ``iou``.
+
+    ``images``: ``(N, H, W)`` uint8 at the model's input size.  ``boxes_per_image[i]``: the
+    ``(finding, x, y, w, h)`` boxes of image ``i`` in the pixel coordinates of its image FILE,
+    whose ``(width, height)`` is ``box_image_sizes`` (one pair for all images or one per image).
+    Boxes are rescaled to the heatmap (the model's input size).  Several boxes of one finding
+    in one image count as one case (their union).  ``findings`` are the model's outputs in
+    order (``meta["classes"]``); boxes of other names are ignored.
+    """
+    from tqdm.auto import tqdm
+
+    from .models import to_model_input
+
+    images = np.asarray(images)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be (N, H, W) uint8 at the model's input size, got "
+                         f"{images.dtype} {images.shape}")
+    n, H, W = images.shape
+    if len(boxes_per_image) != n:
+        raise ValueError(f"{len(boxes_per_image)} box lists for {n} images")
+    sizes = _sizes_per_image(box_image_sizes, n)
+    index = {f: i for i, f in enumerate(findings)}
+    rows = []
+    todo = [i for i in range(n) if any(b[0] in index for b in boxes_per_image[i])]
+    starts = range(0, len(todo), batch_size)
+    for s in tqdm(starts, desc="Grad-CAM localisation", disable=not progress, leave=False):
+        batch = todo[s:s + batch_size]
+        cams = all_class_cams(model, to_model_input(images[batch]))
+        for cam, i in zip(cams, batch):
+            per_finding: dict[str, list[Box]] = {}
+            for name, *xywh in boxes_per_image[i]:
+                if name in index:
+                    per_finding.setdefault(name, []).append(tuple(float(v) for v in xywh))
+            for name, bxs in per_finding.items():
+                scaled = scale_boxes(bxs, sizes[i], (W, H))
+                heat = cam[index[name]]
+                rows.append({"image": i, "finding": name,
+                             "pointing": pointing_game(heat, scaled, tolerance),
+                             "iou": cam_iou(heat, scaled, threshold)})
+    return pd.DataFrame(rows, columns=["image", "finding", "pointing", "iou"])
+
+
+def score_localisation(model: nn.Module, images: np.ndarray,
+                       boxes_per_image: Sequence[Sequence[Sequence]], box_image_sizes: Any,
+                       findings: Sequence[str] = paper.FINDINGS, threshold: float = 0.5,
+                       batch_size: int = 32, tolerance: float = 0.0,
+                       progress: bool = True) -> pd.DataFrame:
+    """Per finding: ``n`` (images with a box of it), ``pointing`` hit rate, mean ``iou``.
+
+    Arguments as :func:`localisation_records`.  The index is ``findings`` (all of them, in
+    order); findings without boxes have ``n = 0`` and NaN scores.
+    """
+    rec = localisation_records(model, images, boxes_per_image, box_image_sizes, findings,
+                               threshold, batch_size, tolerance, progress)
+    rec = rec.astype({"pointing": float, "iou": float})
+    table = rec.groupby("finding").agg(n=("image", "size"), pointing=("pointing", "mean"),
+                                       iou=("iou", "mean"))
+    table = table.reindex(list(findings))
+    table["n"] = table["n"].fillna(0).astype(int)
+    table.index.name = "finding"
+    return table
+
+
+def localisation_summary(table: pd.DataFrame) -> dict[str, Any]:
+    """The metrics.json section: per finding ``{"n", "pointing", "iou"}`` and the means.
+
+    ``mean_pointing`` / ``mean_iou`` average over findings that have boxes (``n > 0``), each
+    finding weighing the same; ``n_cases`` counts (image, finding) cases.
+    """
+    out: dict[str, Any] = {}
+    for name, row in table.iterrows():
+        has = int(row["n"]) > 0
+        out[str(name)] = {"n": int(row["n"]),
+                          "pointing": float(row["pointing"]) if has else None,
+                          "iou": float(row["iou"]) if has else None}
+    scored = table[table["n"] > 0]
+    out["mean_pointing"] = float(scored["pointing"].mean()) if len(scored) else None
+    out["mean_iou"] = float(scored["iou"].mean()) if len(scored) else None
+    out["n_cases"] = int(scored["n"].sum())
+    out["findings_scored"] = int(len(scored))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# randomisation sanity check
+# --------------------------------------------------------------------------------------------
+def randomized_copy(model: nn.Module, seed: int, scope: str = "all") -> nn.Module:
+    """A deep copy of ``model`` with re-initialised weights (the original is untouched).
+
+    ``scope="all"`` re-initialises every layer; ``scope="head"`` only the classifier and the
+    last block (``features.denseblock4`` and ``features.norm5``) -- the first steps of the
+    cascading randomisation of Adebayo et al. (2018).  If the heatmaps of the copy look like
+    the trained model's, they explain the image (edges, contrast), not what the model learnt.
+    The global random state is left as it was.
+    """
+    if scope not in ("all", "head"):
+        raise ValueError(f"scope must be 'all' or 'head', got {scope!r}")
+    clone = copy.deepcopy(model)
+    if scope == "all":
+        roots: list[nn.Module] = [clone]
+    else:
+        feats = getattr(clone, "features", None)
+        roots = [clone.classifier] + [getattr(feats, n) for n in ("denseblock4", "norm5")
+                                      if feats is not None and hasattr(feats, n)]
+    device = _device_of(clone)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for root in roots:
+            for m in root.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+    return clone.train(model.training)
+
+
+def heatmap_similarity(a: np.ndarray, b: np.ndarray, method: str = "spearman") -> float:
+    """Similarity of two heatmaps of the same shape.
+
+    ``"spearman"``: rank correlation of the pixel values (1 = same ordering, about 0 =
+    unrelated); ``"ssim"``: structural similarity (skimage, data range 1).  Flat maps have no
+    ranking: Spearman then gives NaN.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"heatmaps differ in shape: {a.shape} vs {b.shape}")
+    if method == "spearman":
+        from scipy.stats import spearmanr
+
+        if np.ptp(a) <= _FLAT or np.ptp(b) <= _FLAT:
+            return float("nan")
+        return float(spearmanr(a.ravel(), b.ravel()).statistic)
+    if method == "ssim":
+        from skimage.metrics import structural_similarity
+
+        win = min(7, *a.shape)
+        win -= 1 - win % 2  # odd window that fits small maps
+        return float(structural_similarity(a, b, data_range=1.0, win_size=win))
+    raise ValueError(f"unknown method {method!r}; use 'spearman' or 'ssim'")
+
+
+# --------------------------------------------------------------------------------------------
+# figures for the notebook
+# --------------------------------------------------------------------------------------------
+def draw_boxes(ax: Any, boxes: Iterable[Sequence[float]], color: str = "lime",
+               linewidth: float = 1.5) -> None:
+    """Draw ``(x, y, w, h)`` boxes (pixel coordinates of the shown image) on a matplotlib axis."""
+    from matplotlib.patches import Rectangle
+
+    for x, y, w, h in boxes:
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=color,
+                               linewidth=linewidth))
+
+
+def plot_cam_gallery(panels: Sequence[dict[str, Any]], ncols: int = 4, alpha: float = 0.4,
+                     size: float = 2.6) -> Any:
+    """Grid of overlays; each panel is ``{"image", "cam", "title", "boxes"?, "peak"?}``.
+
+    ``boxes`` are in the image's pixel coordinates; ``peak`` (row, col) is marked with a cross.
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    n = max(len(panels), 1)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, p in zip(axes.ravel(), panels):
+        ax.imshow(overlay(p["image"], p["cam"], alpha=alpha))
+        draw_boxes(ax, p.get("boxes", ()))
+        if p.get("peak") is not None:
+            ax.plot(p["peak"][1], p["peak"][0], "w+", markersize=10, markeredgewidth=2)
+        ax.set_title(p.get("title", ""), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_randomization_check(image: np.ndarray, cams: Sequence[np.ndarray],
+                             titles: Sequence[str], alpha: float = 0.4) -> Any:
+    """The image, then one overlay per model (trained, randomised ...), side by side."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(cams) + 1, figsize=(2.8 * (len(cams) + 1), 3.1))
+    axes[0].imshow(image, cmap="gray")
+    axes[0].set_title("image", fontsize=9)
+    for ax, cam, title in zip(axes[1:], cams, titles):
+        ax.imshow(overlay(image, cam, alpha=alpha))
+        ax.set_title(title, fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_localisation_scores(table: pd.DataFrame, title: str = "") -> Any:
+    """Bar chart of pointing-game hit rate and mean IoU per finding (findings with boxes)."""
+    import matplotlib.pyplot as plt
+
+    scored = table[table["n"] > 0]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(scored) + 2), 3.6))
+    pos = np.arange(len(scored))
+    ax.bar(pos - 0.2, scored["pointing"], width=0.4, label="pointing game hit rate")
+    ax.bar(pos + 0.2, scored["iou"], width=0.4, label="mean IoU (cam >= 0.5 max)")
+    ax.set_xticks(pos, [f"{f}\n(n={n})" for f, n in zip(scored.index, scored["n"])],
+                  rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score")
+    if len(scored):
+        mean = float(scored["pointing"].mean())
+        ax.axhline(mean, color="C0", linestyle="--", linewidth=1,
+                   label=f"mean pointing = {mean:.2f}")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,1 @@
+"""Radiograph phantoms: deterministic, physics-based X-ray-like images of the 14 body types."""

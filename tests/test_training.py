@@ -130,3 +130,20 @@ def test_sklearn_scores_match_sklearn():
     targets = (rng.random((50, 14)) < 0.3).astype(float)
     scores = sklearn_scores("chest", logits, targets)
     assert scores["auc_Atelectasis"] == pytest.approx(roc_auc_score(targets[:, 0], logits[:, 0]))
+
+
+def test_distributed_training_with_two_cpu_processes(tiny_task, tmp_path):
+    """Catalyst's distributed engine, 2 processes over gloo, through `python -m xray_utils train`."""
+    manifest = tiny_task("xray_or_not", n=80)
+    run = tmp_path / "run"
+    (run / "manifests").mkdir(parents=True)
+    (run / "manifests" / "xray_or_not.csv").write_text(manifest.read_text())
+    cmd = [sys.executable, "-m", "xray_utils", "train", "xray_or_not", "-p", "RUN_DIR", str(run),
+           "-p", "DATA_DIR", str(tmp_path / "data"), "-p", "DISTRIBUTED", "2", "-p", "EPOCHS", "1",
+           "-p", "IMAGE_SIZE", "32", "-p", "BATCH_SIZE", "8", "-p", "DIST_PORT", "29517"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert '"epochs": 1' in done.stdout
+    model, meta = load_checkpoint(run / "checkpoints" / "xray_or_not" / "best.json")
+    assert meta["training"]["DISTRIBUTED"] == 2 and meta["training"]["processes"] == 2

@@ -115,9 +115,11 @@ class SklearnMetricsCallback(Callback):
         self._targets.append(runner.batch["targets"].detach().cpu().numpy())
 
     def on_loader_end(self, runner: "dl.IRunner") -> None:
-        scores = sklearn_scores(self.task, np.concatenate(self._logits),
-                                np.concatenate(self._targets))
-        runner.loader_metrics.update(scores)
+        logits, targets = np.concatenate(self._logits), np.concatenate(self._targets)
+        if runner.engine.is_ddp:  # every process saw a shard: score the whole split
+            logits = runner.engine.gather(torch.as_tensor(logits, device=runner.engine.device)).cpu().numpy()
+            targets = runner.engine.gather(torch.as_tensor(targets, device=runner.engine.device)).cpu().numpy()
+        runner.loader_metrics.update(sklearn_scores(self.task, logits, targets))
 
 
 class ResumableCheckpointCallback(ICheckpointCallback):
@@ -147,9 +149,11 @@ class ResumableCheckpointCallback(ICheckpointCallback):
             return
         state = torch.load(self.last_path, map_location="cpu", weights_only=True)
         if json.loads(state["fingerprint"]) != json.loads(json.dumps(self._fingerprint())):
-            stale = self.last_path.with_suffix(".pt.stale")
-            self.last_path.replace(stale)
-            print(f"Settings changed since the saved state; starting over (old state kept as {stale}).")
+            if runner.engine.is_main_process:
+                stale = self.last_path.with_suffix(".pt.stale")
+                self.last_path.replace(stale)
+                print(f"Settings changed since the saved state; starting over (old state kept "
+                      f"as {stale}).")
             return
         _unwrap(runner.model).load_state_dict(state["model"])
         runner.optimizer.load_state_dict(state["optimizer"])
@@ -168,6 +172,8 @@ class ResumableCheckpointCallback(ICheckpointCallback):
                   f"(state found in {self.last_path}).")
 
     def on_epoch_end(self, runner: "dl.IRunner") -> None:
+        if not runner.engine.is_main_process:
+            return
         epoch = runner.epoch_step
         for loader, metrics in runner.epoch_metrics.items():
             name = {"_epoch_": "epoch"}.get(loader, loader)
@@ -180,7 +186,9 @@ class ResumableCheckpointCallback(ICheckpointCallback):
             self.best, self.best_epoch = score, epoch
             valid = {k: float(v) for k, v in runner.epoch_metrics["valid"].items()}
             meta = checkpoint_meta(self.task, int(self.cfg["IMAGE_SIZE"]),
-                                   training={**_jsonable(self.cfg), "best_epoch": epoch},
+                                   training={**_jsonable(self.cfg), "best_epoch": epoch,
+                                             "processes": int(runner.engine.num_processes),
+                                             "device": str(runner.engine.device)},
                                    metrics={"valid": valid})
             save_checkpoint(_unwrap(runner.model), self.folder / "best", meta)
         state = {
@@ -235,12 +243,27 @@ def resolve_device(cfg: Mapping[str, Any]) -> str:
 
 
 def make_engine(cfg: Mapping[str, Any]) -> dl.Engine:
-    """CPU engine; on a GPU, mixed precision (bf16 where supported, else fp16) when AMP is on."""
-    if resolve_device(cfg) == "cpu":
-        return dl.CPUEngine()
+    """Catalyst engine for the settings.
+
+    * CPU by default on machines without a GPU;
+    * on a GPU, mixed precision (bf16 where supported, else fp16) when ``AMP`` is on;
+    * ``DISTRIBUTED`` = N > 1: N processes with Catalyst's distributed engine (NCCL on GPUs,
+      gloo on the CPU).  Catalyst spawns the processes, so this works from a script or
+      ``python -m xray_utils train``, not from inside a notebook.
+    """
+    cpu = resolve_device(cfg) == "cpu"
     precision = "no"
-    if cfg.get("AMP"):
+    if cfg.get("AMP") and not cpu:
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    world = int(cfg.get("DISTRIBUTED") or 1)
+    if world > 1:
+        torch.multiprocessing.set_sharing_strategy("file_system")
+        return dl.DistributedDataParallelEngine(
+            port=int(cfg.get("DIST_PORT", 29511)), world_size=world, num_node_workers=world,
+            process_group_kwargs={"backend": "gloo" if cpu else "nccl"}, cpu=cpu,
+            mixed_precision=precision)
+    if cpu:
+        return dl.CPUEngine()
     return dl.GPUEngine(mixed_precision=precision)
 
 
@@ -293,6 +316,7 @@ def train_task(task: str, manifest_csv: str | Path, paths: ProjectPaths,
         ckpt,
     ]
     runner = _Runner(paper.is_multilabel(task), channels_last=on_gpu)
+    resumed_from = _saved_epoch(ckpt)
     started = time.time()
     runner.train(
         model=model, engine=make_engine(cfg), criterion=criterion, optimizer=optimizer,
@@ -301,11 +325,23 @@ def train_task(task: str, manifest_csv: str | Path, paths: ProjectPaths,
         valid_loader="valid", valid_metric=monitor, minimize_valid_metric=minimize,
         verbose=verbose,
     )
-    history = pd.DataFrame(ckpt.history, columns=["epoch", "loader", "metric", "value"])
+    # read back what the (main) training process saved: with DISTRIBUTED the work happened in
+    # child processes, so this process's callback saw nothing
+    state = torch.load(ckpt.last_path, map_location="cpu", weights_only=True)
+    history = pd.read_csv(folder / "history.csv")
     return TrainResult(task=task, best_checkpoint=folder / "best.json", history=history,
-                       best_score=ckpt.best, best_epoch=ckpt.best_epoch, monitor=monitor,
-                       epochs_run=int(history["epoch"].max()) if len(history) else 0,
-                       resumed_from=ckpt.resumed_from, seconds=time.time() - started)
+                       best_score=float(state["best"]), best_epoch=int(state["best_epoch"]),
+                       monitor=monitor, epochs_run=int(state["epoch"]),
+                       resumed_from=resumed_from, seconds=time.time() - started)
+
+
+def _saved_epoch(ckpt: ResumableCheckpointCallback) -> int:
+    """Epochs already done by a saved state that this training will resume (0 if none)."""
+    if not ckpt.last_path.is_file():
+        return 0
+    state = torch.load(ckpt.last_path, map_location="cpu", weights_only=True)
+    same = json.loads(state["fingerprint"]) == json.loads(json.dumps(ckpt._fingerprint()))
+    return int(state["epoch"]) if same else 0
 
 
 def describe_settings(cfg: Mapping[str, Any], task: str) -> pd.DataFrame:
@@ -327,3 +363,32 @@ def describe_settings(cfg: Mapping[str, Any], task: str) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["setting", f"this run ({cfg['PROFILE']})", "paper"])
     df["same"] = [str(a) == str(b) for _, a, b in rows]
     return df.set_index("setting")
+
+
+def main(args) -> int:
+    """``python -m xray_utils train TASK``: one training outside the notebooks (e.g. multi-GPU)."""
+    from .paths import project_paths
+    from .profiles import settings
+    from .runner import parse_value
+
+    overrides = {k: parse_value(v) for k, v in (args.param or [])}
+    paths = project_paths(args.profile, overrides.pop("DATA_DIR", None),
+                          overrides.pop("RUN_DIR", None), overrides.pop("FIGURES_DIR", None)).ensure()
+    cfg = settings(args.profile, args.task, **overrides)
+    manifest = paths.manifest(args.task)
+    if not manifest.is_file():
+        print(f"task manifest not found: {manifest}. Run notebook 00 first "
+              f"(python -m xray_utils run --profile {args.profile} --only 00).")
+        return 2
+    result = train_task(args.task, manifest, paths, cfg)
+    print(json.dumps(result.summary(), indent=2))
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train one module outside the notebooks "
+                                            "(use -p DISTRIBUTED N for N processes)")
+    p.add_argument("task", choices=paper.TASKS)
+    p.add_argument("--profile", default="demo", choices=("demo", "public", "full"))
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
+    p.set_defaults(func=main)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import matplotlib
 
@@ -83,7 +84,8 @@ def write_synthetic_predictions(folder, n: int = 150, seed: int = 0) -> dict[str
                                        zip(_findings_text(yc), group)],
                           "p_xray": _sigmoid(rng.normal(size=n) + 3.0 * (2 * is_x - 1))})
     chain = pd.concat([chain,
-                       pd.DataFrame(_softmax(tl), columns=[f"p_type_{t}" for t in paper.XRAY_TYPES]),
+                       pd.DataFrame(_softmax(tl),
+                                    columns=[f"p_type_{t}" for t in paper.XRAY_TYPES]),
                        pd.DataFrame(pc, columns=[f"p_finding_{f}" for f in paper.FINDINGS])],
                       axis=1)
     save_predictions(d1, prediction_path(folder, "xray_or_not", "test"))
@@ -486,3 +488,30 @@ def test_learning_curves(tmp_path):
             plots.plot_learning_curves(hist.drop(columns="loader"), tmp_path / "x.png")
     finally:
         plt.close("all")
+
+
+# --------------------------------------------------------------------------- the paper's 0.947
+def _authors_test_list():
+    import os
+
+    from xray_utils.paths import REPO_ROOT
+
+    for base in (os.environ.get("XRAY_SHARED_DIR"), REPO_ROOT.parent / "shared"):
+        if base:
+            f = Path(base) / "reference" / "is2ai-chest-split" / "test_list.txt"
+            if f.is_file():
+                return f
+    return None
+
+
+def test_all_negative_accuracy_on_the_authors_test_split_is_the_papers_0_947():
+    """The claim of notebook 04: predicting "no finding" everywhere scores the paper's 0.947."""
+    f = _authors_test_list()
+    if f is None:
+        pytest.skip("the authors' chest split (../shared/reference/is2ai-chest-split) is absent")
+    rows = [ln.split() for ln in f.read_text().splitlines() if ln.strip()]
+    y = np.array([[int(v) for v in r[1:]] for r in rows], dtype=float)
+    assert y.shape == (paper.AUTHORS_CHEST_SPLIT_SIZES["test"], len(paper.FINDINGS))
+    acc = ev.chest_label_scores(y, np.zeros_like(y), 0.5).mean()
+    assert round(acc, 3) == paper.PAPER_RESULTS["chest_accuracy"]
+    assert abs(acc - (1 - y.mean())) < 1e-12

@@ -39,7 +39,8 @@ undefined values are ``null``, never NaN)::
         "n_test": int, "n_val": int, "findings": [14, Table III order],
         "auc": {finding: float|null}, "auc_ci": {finding: ci|null},
         "auc_notes": {finding: str},        # why an AUC is null (no positives in test, ...)
-        "mean_auc": float|null, "mean_auc_ci": ci, "n_auc_defined": int,
+        "mean_auc": float|null, "n_auc_defined": int,   # mean over the defined AUCs
+        "mean_auc_ci": ci,                  # per resample: mean of those findings' AUCs
         "thresholds": {finding: float}, "threshold_method": str,
         "threshold_notes": {finding: str},
         "accuracy": float, "accuracy_ci": ci,                   # per-label, val thresholds
@@ -138,7 +139,7 @@ def _resample_chunks(n: int, n_resamples: int, seed: int,
 
 
 def percentile_ci(values: np.ndarray, level: float = CI_LEVEL) -> list[float] | None:
-    """``[low, high]`` percentile interval of bootstrap ``values`` (NaNs ignored; None if all NaN)."""
+    """``[low, high]`` percentile interval of bootstrap ``values`` (NaN ignored, None if none)."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -301,10 +302,13 @@ def xray_type_metrics(df: pd.DataFrame, top_k: int = 5, n_resamples: int = DEFAU
         norm = np.where(totals > 0, cm / totals, np.nan)
     prec, rec, f1, support = precision_recall_fscore_support(
         truth, pred, labels=classes, zero_division=np.nan)
+    with warnings.catch_warnings():  # "y_pred contains classes not in y_true": expected here
+        warnings.simplefilter("ignore", UserWarning)
+        balanced = balanced_accuracy_score(truth, pred)
     return to_jsonable({
         "n": len(df), "accuracy": accuracy_score(truth, pred),
         "accuracy_ci": bootstrap_ci(truth == pred, n_resamples, seed, level),
-        "balanced_accuracy": balanced_accuracy_score(truth, pred),
+        "balanced_accuracy": balanced,  # mean recall over the types present in the test split
         "classes": classes, "confusion": cm, "confusion_normalized": norm,
         "per_class": {c: {"precision": prec[i], "recall": rec[i], "f1": f1[i],
                           "support": support[i]} for i, c in enumerate(classes)},
@@ -512,7 +516,8 @@ def end_to_end_metrics(df: pd.DataFrame, thresholds: Mapping[str, float],
     result: dict[str, Any] = {
         "n": len(df),
         "n_by_group": {g: int((out["truth_stage"] == g).sum()) for g in STAGES},
-        "definition": END_TO_END_DEFINITION, "definition_per_label": END_TO_END_PER_LABEL_DEFINITION,
+        "definition": END_TO_END_DEFINITION,
+        "definition_per_label": END_TO_END_PER_LABEL_DEFINITION,
         "accuracy": out["score"].mean(),
         "accuracy_ci": bootstrap_ci(out["score"], n_resamples, seed, level),
         "accuracy_per_label": out["score_per_label"].mean(),

@@ -183,18 +183,23 @@ def task_manifests(images: pd.DataFrame, seed: int = 0,
     if (images["split"] == "").any():
         raise ManifestError("image manifest has rows without a split; call assign_splits() first")
     check_no_leakage(images)
-    rng = np.random.default_rng(seed)
+    # own random stream (not the one assign_splits used), and the sample drawn within each
+    # split, so Modules I-II get ~10 % of the chest films of *every* split
+    rng = np.random.default_rng([seed, 1])
     is_xray = images["is_xray"].astype(int) == 1
     chest = is_xray & (images["xray_type"] == "chest")
-    chest_patients = np.array(sorted(set(images.loc[chest, "patient_id"])), dtype=object)
-    rng.shuffle(chest_patients)
-    keep_chest, count, target = set(), 0, chest_fraction * int(chest.sum())
-    per_patient = images.loc[chest].groupby("patient_id").size()
-    for p in chest_patients:
-        if count >= target:
-            break
-        keep_chest.add(p)
-        count += int(per_patient[p])
+    keep_chest: set = set()
+    for split in SPLITS:
+        in_split = images[chest & (images["split"] == split)]
+        per_patient = in_split.groupby("patient_id").size()
+        patients = np.array(sorted(per_patient.index), dtype=object)
+        rng.shuffle(patients)
+        count, target = 0, chest_fraction * len(in_split)
+        for p in patients:
+            if count >= target:
+                break
+            keep_chest.add(p)
+            count += int(per_patient[p])
     xrays = images[is_xray & (~chest | images["patient_id"].isin(keep_chest))]
     negatives = images[~is_xray]
     if balance_negatives and len(negatives) > len(xrays):

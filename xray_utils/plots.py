@@ -95,7 +95,8 @@ def plot_misclassified(errors: pd.DataFrame, out_png: str | Path, max_images: in
     n = len(rows)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.1 * ncols, 2.4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.1 * ncols, 2.6 * nrows + 0.4),
+                             squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     for ax, (_, r) in zip(axes.ravel(), rows.iterrows()):
@@ -108,7 +109,6 @@ def plot_misclassified(errors: pd.DataFrame, out_png: str | Path, max_images: in
                      f"p = {r['confidence']:.2f}", fontsize=8.5)
     fig.suptitle(f"Module I: misclassified test images ({len(errors)} in all, "
                  f"{n} most confident shown)", fontsize=10.5)
-    fig.tight_layout()
     save_figure(fig, out_png)
     return fig
 
@@ -180,11 +180,12 @@ def plot_table3(chest: Mapping[str, Any], out_png: str | Path) -> plt.Figure:
     lo = t["ours_ci_low"].astype(float).to_numpy()
     hi = t["ours_ci_high"].astype(float).to_numpy()
     has_ci = np.isfinite(lo) & np.isfinite(ours)
-    ax.errorbar(ours[has_ci], y[has_ci], xerr=[ours[has_ci] - lo[has_ci], hi[has_ci] - ours[has_ci]],
+    err = [ours[has_ci] - lo[has_ci], hi[has_ci] - ours[has_ci]]
+    ax.errorbar(ours[has_ci], y[has_ci], xerr=err,
                 fmt="o", color="tab:blue", ms=6, capsize=2, label="ours (95 % CI)", zorder=3)
     no_ci = ~has_ci & np.isfinite(ours)
     ax.scatter(ours[no_ci], y[no_ci], marker="o", color="tab:blue", s=36, zorder=3)
-    for yi, name, v in zip(y, t.index, ours):
+    for yi, v in zip(y, ours):
         if not np.isfinite(v):
             ax.annotate("ours: n/a", (0.5, yi), fontsize=7, color="tab:blue", va="center")
     ax.axhline(0.5, color="0.8", lw=0.8)
@@ -219,7 +220,8 @@ def plot_end_to_end(section: Mapping[str, Any], out_png: str | Path) -> plt.Figu
                               zip(prop.index, prop["n"])])
     axes[0].set_xlabel("test images")
     axes[0].set_title("Where images are lost along I → II → III")
-    axes[0].legend(fontsize=8, loc="lower right")
+    axes[0].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4,
+                   frameon=False)
 
     bars = [("ours, strict", section["accuracy"], section.get("accuracy_ci")),
             ("ours, per-label", section["accuracy_per_label"],

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import imageio
 from .imageio import read_gray, resize_gray
 
 TRANSFORM_VERSION = "gray8-resize-bilinear-v1"
@@ -76,14 +77,13 @@ class ImageCache:
 
 
 def transform_fingerprint() -> str:
-    """Identifies the preprocessing: the version string plus the reader's and resizer's code,
-    so editing either one invalidates existing caches."""
+    """Identifies the preprocessing: the version string plus the code of the image reader
+    (:mod:`xray_utils.imageio`), so any change to reading or resizing invalidates old caches."""
     h = hashlib.sha1(TRANSFORM_VERSION.encode())
-    for fn in (read_gray, resize_gray):
-        try:
-            h.update(inspect.getsource(fn).encode())
-        except (OSError, TypeError):  # source unavailable (e.g. frozen install)
-            h.update(fn.__qualname__.encode())
+    try:
+        h.update(inspect.getsource(imageio).encode())
+    except (OSError, TypeError):  # source unavailable (e.g. frozen install)
+        h.update(f"{read_gray.__module__}.{read_gray.__qualname__}".encode())
     return f"{TRANSFORM_VERSION}+{h.hexdigest()[:8]}"
 
 
@@ -146,22 +146,23 @@ class _State:
                                                "stamps.npy", "report.json")}
         self.files = f
         fresh = True
-        if f["index.json"].is_file() and f["images.u8"].is_file() and f["done.npy"].is_file():
-            try:
+        try:
+            if f["index.json"].is_file() and f["images.u8"].is_file() and f["done.npy"].is_file():
                 index = json.loads(f["index.json"].read_text())
-                fresh = not (index.get("n") == n and index.get("size") == size
-                             and f["images.u8"].stat().st_size == max(n, 1) * size * size)
-                if not fresh:
+                if (index.get("n") == n and index.get("size") == size
+                        and f["images.u8"].stat().st_size == max(n, 1) * size * size):
                     self.done = np.load(f["done.npy"])
                     self.ok = np.load(f["ok.npy"])
                     self.stamps = np.load(f["stamps.npy"])
-                    report = json.loads(f["report.json"].read_text()) if f["report.json"].is_file() else {}
+                    report = (json.loads(f["report.json"].read_text())
+                              if f["report.json"].is_file() else {})
                     self.errors = {int(e["index"]): e["error"] for e in report.get("unreadable", [])}
                     fresh = not (len(self.done) == len(self.ok) == len(self.stamps) == n)
-            except (ValueError, OSError, KeyError):
-                fresh = True
+        except (ValueError, OSError, KeyError, TypeError):  # damaged state: start again
+            fresh = True
         if fresh:
             folder.mkdir(parents=True, exist_ok=True)
+            f["done.npy"].unlink(missing_ok=True)  # never trust an old mask over new pixels
             np.memmap(f["images.u8"], dtype=np.uint8, mode="w+", shape=(max(n, 1), size, size)).flush()
             self.done = np.zeros(n, dtype=bool)
             self.ok = np.zeros(n, dtype=bool)

@@ -91,27 +91,27 @@ def grouped_split(groups: Sequence[str], fractions: Mapping[str, float] = paper.
 
     Groups are shuffled with ``seed`` and cut by cumulative image count to the requested
     fractions; with ``strata`` (e.g. the class of each row) this is done within each stratum,
-    so every class is split 70/20/10.
+    so every class is split 70/20/10.  A group's stratum is that of its first row.  Groups are
+    mapped to splits with a dictionary: 112,120 films of 30,805 patients take well under a second.
     """
     groups = np.asarray(groups, dtype=object)
     strata_arr = np.asarray(strata if strata is not None else [""] * len(groups), dtype=object)
-    out = np.empty(len(groups), dtype=object)
     names = list(fractions)
     cum = np.cumsum([fractions[n] for n in names])
     cum = cum / cum[-1]
     rng = np.random.default_rng(seed)
-    # a group's stratum is that of its first row, so a patient is never split across strata
-    first_stratum = pd.Series(strata_arr).groupby(pd.Series(groups)).first()
+    gser = pd.Series(groups)
+    counts = gser.value_counts()
+    first_stratum = pd.Series(strata_arr).groupby(gser).first()
+    mapping: dict = {}
     for stratum in sorted(set(first_stratum)):
         gs = np.array(sorted(first_stratum.index[first_stratum == stratum]), dtype=object)
         rng.shuffle(gs)
-        sizes = pd.Series(groups).value_counts().reindex(gs).to_numpy()
+        sizes = counts.reindex(gs).to_numpy()
         pos = (np.cumsum(sizes) - sizes / 2) / sizes.sum()
         which = np.searchsorted(cum, pos, side="right").clip(max=len(names) - 1)
-        mapping = dict(zip(gs, (names[i] for i in which)))
-        mask = np.isin(groups, gs)
-        out[mask] = [mapping[g] for g in groups[mask]]
-    return out
+        mapping.update(zip(gs, (names[i] for i in which)))
+    return gser.map(mapping).to_numpy(dtype=object)
 
 
 def check_no_leakage(df: pd.DataFrame, group_column: str = "patient_id", what: str = "manifest") -> None:
@@ -128,6 +128,7 @@ def check_no_leakage(df: pd.DataFrame, group_column: str = "patient_id", what: s
 def assign_splits(images: pd.DataFrame, seed: int = 0,
                   fractions: Mapping[str, float] = paper.SPLIT_FRACTIONS) -> pd.DataFrame:
     """Fill empty ``split`` values patient-wise, stratified by X-ray type (photos: one stratum)."""
+    attrs = dict(images.attrs)
     images = images.copy()
     todo = images["split"].astype(str) == ""
     if todo.any():
@@ -136,6 +137,7 @@ def assign_splits(images: pd.DataFrame, seed: int = 0,
         images.loc[todo, "split"] = grouped_split(sub["patient_id"].astype(str).to_numpy(),
                                                   fractions, seed, strata)
     check_no_leakage(images)
+    images.attrs.update(attrs)
     return images
 
 

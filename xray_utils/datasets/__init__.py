@@ -3,9 +3,10 @@
 Each adapter reads a dataset in the layout its publisher ships (documented in
 ``data/README.md``) and returns an image manifest (``xray_utils.manifests.IMAGE_COLUMNS``)::
 
-    from xray_utils.datasets import ADAPTERS, build_full_manifests, require_datasets
+    from xray_utils.datasets import build_full_image_manifest, build_full_manifests, require_datasets
     require_datasets(paths.raw_dir)                      # fails at once, naming what is missing
-    build_full_manifests(paths.raw_dir, paths.manifests_dir, seed=0, chest_split="authors")
+    images = build_full_image_manifest(paths.raw_dir, seed=0, chest_split="authors")
+    build_full_manifests(paths.raw_dir, paths.manifests_dir, seed=0)   # images + 3 task CSVs
 
 ``add_labelled_folder(images_df, folder, seed)`` mixes a folder of your own labelled images
 (the ``labels.csv`` format of ``shared/real-samples``) into another image manifest.
@@ -25,8 +26,8 @@ from . import aasce, chestxray14, dental, imagenet, labelled_folder, lera, mura
 from ._common import (README, DatasetError, DatasetSpec, DuplicateImagesError, MissingDatasetsError,
                       check_duplicates, find_duplicates, readme_ref)
 from .labelled_folder import add_labelled_folder
-from .splits import (CHEST_SPLITS, assign_splits, chest_sample_for_modules_i_ii, grouped_split,
-                     read_authors_split, split_chest, summary, task_manifests_by_rules)
+from ..manifests import assign_splits, grouped_split, task_manifests
+from .splits import CHEST_SPLITS, read_authors_split, split_chest, summary
 
 #: Every adapter, by source name (= folder name under the raw-data root).
 ADAPTERS: Mapping[str, DatasetSpec] = {spec.name: spec for spec in (
@@ -38,8 +39,9 @@ FULL_SOURCES: tuple[str, ...] = ("chestxray14", "mura", "lera", "aasce", "dental
 __all__ = [
     "ADAPTERS", "FULL_SOURCES", "CHEST_SPLITS", "DatasetError", "DatasetSpec",
     "DuplicateImagesError", "MissingDatasetsError", "add_labelled_folder", "build_full_manifests",
+    "build_full_image_manifest",
     "check_duplicates", "find_duplicates", "load_source", "read_authors_split", "require_datasets",
-    "split_chest", "chest_sample_for_modules_i_ii", "task_manifests_by_rules", "summary",
+    "split_chest", "summary",
     "assign_splits", "grouped_split",
 ]
 
@@ -82,22 +84,22 @@ def load_source(name: str, raw_dir: str | Path, *, check_files: bool = True,
     return _spec(name).load(Path(raw_dir) / name, check_files=check_files, drop_missing=drop_missing)
 
 
-def build_full_manifests(raw_dir: str | Path, out_dir: str | Path, seed: int = 0,
-                         chest_split: str = "authors", *,
-                         sources: Iterable[str] = FULL_SOURCES,
-                         authors_split_dir: str | Path | None = None,
-                         use_authors_labels: bool = True,
-                         check_files: bool = True, drop_missing: bool = False,
-                         check_content: bool = False, drop_duplicates: bool = False,
-                         offline: bool | None = None) -> dict[str, Path]:
-    """Image manifest + the three task manifests of the real datasets, by the paper's rules.
+def build_full_image_manifest(raw_dir: str | Path, seed: int = 0, chest_split: str = "authors", *,
+                              sources: Iterable[str] = FULL_SOURCES,
+                              authors_split_dir: str | Path | None = None,
+                              use_authors_labels: bool = True,
+                              check_files: bool = True, drop_missing: bool = False,
+                              check_content: bool = False, drop_duplicates: bool = False,
+                              offline: bool | None = None) -> pd.DataFrame:
+    """The image manifest of the real datasets under ``raw_dir``, every row with its split.
 
-    Writes ``<out_dir>/images.csv``, ``<out_dir>/<task>.csv`` for ``paper.TASKS`` and
-    ``<out_dir>/summary.json`` (counts beside Table I); returns their paths by key (the task
-    names, ``"images"``, ``"summary"``).  ``chest_split`` is one of :data:`CHEST_SPLITS`; with
-    ``"authors"`` the lists come from ``authors_split_dir`` or are fetched (checksummed) into
-    ``data/downloads``.  ``check_files=False`` builds from the label files alone (no images).
-    ``check_content=True`` also hashes same-size files to find one image shipped twice.
+    ChestX-ray14 films are split by ``chest_split`` (one of :data:`CHEST_SPLITS`; with
+    ``"authors"`` the lists come from ``authors_split_dir`` or are fetched, checksummed, into
+    ``data/downloads``); every other image gets a seeded patient-wise 70/20/10 split,
+    stratified by X-ray type.  ``check_files=False`` reads the label files alone (no images
+    needed; readiness is then not checked).  ``check_content=True`` also hashes same-size files
+    to find one image shipped twice.  Raises :class:`MissingDatasetsError` at once when a
+    dataset folder is missing.
     """
     sources = tuple(sources)
     if chest_split not in CHEST_SPLITS:
@@ -113,8 +115,22 @@ def build_full_manifests(raw_dir: str | Path, out_dir: str | Path, seed: int = 0
         images = split_chest(images, chest_split, seed, chest_root=raw_dir / chestxray14.NAME,
                              authors_split_dir=authors_split_dir,
                              use_authors_labels=use_authors_labels, offline=offline)
-    images = assign_splits(images, seed=seed)
-    tasks = task_manifests_by_rules(images, seed=seed)
+    return assign_splits(images, seed=seed)
+
+
+def build_full_manifests(raw_dir: str | Path, out_dir: str | Path, seed: int = 0,
+                         chest_split: str = "authors", **kwargs) -> dict[str, Path]:
+    """Image manifest + the three task manifests of the real datasets, by the paper's rules.
+
+    Writes ``<out_dir>/images.csv``, ``<out_dir>/<task>.csv`` for ``paper.TASKS`` and
+    ``<out_dir>/summary.json`` (counts beside Table I, split sizes); returns their paths by
+    key (the task names, ``"images"``, ``"summary"``).  Keyword arguments go to
+    :func:`build_full_image_manifest`; the task manifests follow
+    :func:`~xray_utils.manifests.task_manifests` (10 % of the chest films,
+    drawn patient-wise within each split, in Modules I-II).
+    """
+    images = build_full_image_manifest(raw_dir, seed=seed, chest_split=chest_split, **kwargs)
+    tasks = task_manifests(images, seed=seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {"images": out_dir / "images.csv"}
@@ -123,7 +139,7 @@ def build_full_manifests(raw_dir: str | Path, out_dir: str | Path, seed: int = 0
         written[task] = out_dir / f"{task}.csv"
         tasks[task].to_csv(written[task], index=False)
     info = summary(images, tasks)
-    info.update({"seed": seed, "chest_split": chest_split, "sources": info["sources"]})
+    info.update({"seed": seed, "chest_split": chest_split})
     written["summary"] = out_dir / "summary.json"
     written["summary"].write_text(json.dumps(info, indent=2))
     return written

@@ -13,7 +13,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -213,8 +213,3 @@ def first_existing(folder: Path, names: Sequence[str]) -> Path | None:
         if (folder / name).is_file():
             return folder / name
     return None
-
-
-def iter_chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(seq), size):
-        yield seq[start:start + size]

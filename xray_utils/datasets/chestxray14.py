@@ -159,7 +159,8 @@ def load(root: str | Path, *, check_files: bool = True, drop_missing: bool = Fal
         path=[str(index.get(n, flat / n)) for n in names],
         is_xray="1", xray_type="chest",
         findings=df["Finding Labels"].map(label_map),
-        patient_id=prefixed(NAME, (str(int(p)) for p in df["Patient ID"])),
+        patient_id=prefixed(NAME, (p.strip().lstrip("0") or "0" if p.strip().isdigit() else p.strip()
+                                   for p in df["Patient ID"])),
         source=NAME,
         boxes=[encode_boxes(boxes.get(n, [])) for n in names],
         width=str(PNG_SIZE), height=str(PNG_SIZE),

@@ -10,8 +10,9 @@ so this adapter is deliberately tolerant.  It reads, in order of preference:
    column; paths are relative to the CSV's folder;
 2. otherwise every image below ``data/raw/lera/``, the body part taken from the nearest folder
    (or file) name containing ``foot``, ``knee``, ``ankle`` or ``hip`` (``XR_FOOT``, ``Knee``,
-   ``hip_left`` ... all match), the patient from a ``patient*`` folder, else from the folder
-   holding the image (a study folder), else one patient per file.
+   ``hip_left`` ... all match), the patient from a ``patient*`` folder, else from the study
+   folder(s) above the image (folders that are not body parts and not shared by every image),
+   else one patient per file.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from ._common import (DatasetError, DatasetSpec, check_files_exist, has_any_imag
 NAME = "lera"
 TITLE = "LERA"
 SECTION = "LERA"
-LAYOUT = ("data/raw/lera/ with images (PNG/JPEG) in folders named after the body part "
+LAYOUT = ("data/raw/lera/ with images (PNG/JPEG/DICOM) in folders named after the body part "
           "(foot/knee/ankle/hip, e.g. <study>/XR_KNEE/image1.png) or a labels CSV with "
           "path + body_part columns")
 BODY_WORDS: dict[str, str] = {"foot": "foot", "feet": "foot", "knee": "knee", "knees": "knee",
@@ -74,14 +75,21 @@ def _from_csv(csv: Path, df: pd.DataFrame) -> pd.DataFrame:
                        patient_id=prefixed(NAME, patients), source=NAME)
 
 
-def _patient_of(rel: Path) -> str:
-    dirs = rel.parts[:-1]
-    for d in dirs:
-        if _PATIENT_DIR.match(d):
-            return d
-    if dirs and body_part(dirs[-1]) is None:
-        return "/".join(dirs)
-    return rel.as_posix()
+def _patients(rels: list[Path]) -> list[str]:
+    """Patient (or study) of each image: a ``patient*`` folder if any; else the folders left
+    after dropping body-part folders and the folders shared by every image (``LERA/0001/XR_KNEE``
+    -> ``0001``); else the file itself."""
+    stripped = [tuple(d for d in r.parts[:-1] if body_part(d) is None) for r in rels]
+    common = 0
+    if stripped:
+        shortest = min(len(s) for s in stripped)
+        while common < shortest and len({s[common] for s in stripped}) == 1:
+            common += 1
+    out = []
+    for rel, dirs in zip(rels, stripped):
+        named = [d for d in rel.parts[:-1] if _PATIENT_DIR.match(d)]
+        out.append(named[0] if named else "/".join(dirs[common:]) or rel.as_posix())
+    return out
 
 
 def _from_tree(root: Path) -> pd.DataFrame:
@@ -105,7 +113,7 @@ def _from_tree(root: Path) -> pd.DataFrame:
             f"(see {readme_ref(SECTION)}).")
     rels = [f.relative_to(root) for f in files]
     return image_frame(len(files), path=[str(f) for f in files], is_xray="1", xray_type=parts,
-                       patient_id=prefixed(NAME, (_patient_of(r) for r in rels)), source=NAME)
+                       patient_id=prefixed(NAME, _patients(rels)), source=NAME)
 
 
 def load(root: str | Path, *, check_files: bool = True, drop_missing: bool = False) -> pd.DataFrame:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .. import paper
-from ..manifests import SPLITS, check_no_leakage, task_manifests
+from ..manifests import SPLITS, assign_splits, check_no_leakage, grouped_split, task_manifests
 from ._common import DatasetError
 from .chestxray14 import NAME as CHEST14, read_official_lists
 
@@ -34,51 +34,6 @@ AUTHORS_LIST_FILES: Mapping[str, str] = {"train": "train_list.txt", "val": "val_
 #: Share of the official train_val list kept for validation by the "nih" split (about 10 % of
 #: all films, like the authors' validation set).
 NIH_VAL_FRACTION = 0.125
-
-
-def grouped_split(groups, fractions: Mapping[str, float] = paper.SPLIT_FRACTIONS, seed: int = 0,
-                  strata=None) -> np.ndarray:
-    """Patient-wise split: the same result as :func:`xray_utils.manifests.grouped_split`.
-
-    Same algorithm and random stream (groups shuffled per stratum, cut by cumulative image
-    count), but groups are mapped to splits with a dictionary, so 112,120 films of 30,805
-    patients take well under a second (the ``np.isin`` on object arrays there is quadratic).
-    """
-    groups = np.asarray(groups, dtype=object)
-    strata_arr = np.asarray(strata if strata is not None else [""] * len(groups), dtype=object)
-    names = list(fractions)
-    cum = np.cumsum([fractions[n] for n in names])
-    cum = cum / cum[-1]
-    rng = np.random.default_rng(seed)
-    gser = pd.Series(groups)
-    counts = gser.value_counts()
-    first_stratum = pd.Series(strata_arr).groupby(gser).first()
-    mapping: dict = {}
-    for stratum in sorted(set(first_stratum)):
-        gs = np.array(sorted(first_stratum.index[first_stratum == stratum]), dtype=object)
-        rng.shuffle(gs)
-        sizes = counts.reindex(gs).to_numpy()
-        pos = (np.cumsum(sizes) - sizes / 2) / sizes.sum()
-        which = np.searchsorted(cum, pos, side="right").clip(max=len(names) - 1)
-        mapping.update(zip(gs, (names[i] for i in which)))
-    return gser.map(mapping).to_numpy(dtype=object)
-
-
-def assign_splits(images: pd.DataFrame, seed: int = 0,
-                  fractions: Mapping[str, float] = paper.SPLIT_FRACTIONS) -> pd.DataFrame:
-    """Fill empty splits patient-wise, stratified by X-ray type: the same result as
-    :func:`xray_utils.manifests.assign_splits`, fast on large manifests (see :func:`grouped_split`)."""
-    attrs = dict(images.attrs)
-    images = images.copy()
-    todo = (images["split"].astype(str) == "").to_numpy()
-    if todo.any():
-        sub = images[todo]
-        strata = np.where(sub["is_xray"].astype(int) == 1, sub["xray_type"], "not_xray")
-        images.loc[todo, "split"] = grouped_split(sub["patient_id"].astype(str).to_numpy(),
-                                                  fractions, seed, strata)
-    check_no_leakage(images)
-    images.attrs.update(attrs)
-    return images
 
 
 def read_authors_split(folder: str | Path) -> pd.DataFrame:
@@ -198,47 +153,6 @@ def split_chest(images: pd.DataFrame, method: str = "authors", seed: int = 0, *,
     else:
         raise ValueError(f"unknown chest_split {method!r}; choose one of {CHEST_SPLITS}")
     check_no_leakage(out[out["source"] == CHEST14], what=f"ChestX-ray14 ({method} split)")
-    return out
-
-
-def chest_sample_for_modules_i_ii(images: pd.DataFrame,
-                                  fraction: float = paper.CHEST_FRACTION_MODULES_I_II,
-                                  seed: int = 0,
-                                  fractions: Mapping[str, float] = paper.SPLIT_FRACTIONS) -> pd.Index:
-    """Index of the chest films used by Modules I-II: ``fraction`` of them, whole patients,
-    drawn inside each split so the sample is split 70/20/10 like the other X-rays."""
-    chest = (images["is_xray"].astype(int) == 1) & (images["xray_type"] == "chest")
-    sub = images[chest]
-    if (sub["split"] == "").any():
-        raise DatasetError("chest films without a split; split them before sampling")
-    rng = np.random.default_rng(seed)
-    total = sum(fractions.values())
-    target_all = fraction * len(sub)
-    keep: list[pd.Index] = []
-    for split in SPLITS:
-        part = sub[sub["split"] == split]
-        sizes = part.groupby("patient_id").size()
-        order = np.array(sorted(sizes.index), dtype=object)
-        rng.shuffle(order)
-        cum = np.cumsum(sizes.reindex(order).to_numpy())
-        target = target_all * fractions.get(split, 0.0) / total
-        n_take = int(np.searchsorted(cum, target, side="left")) + 1 if len(cum) and target > 0 else 0
-        chosen = set(order[:min(n_take, len(order))])
-        keep.append(part.index[part["patient_id"].isin(chosen)])
-    return keep[0].append(keep[1:]) if keep else pd.Index([])
-
-
-def task_manifests_by_rules(images: pd.DataFrame, seed: int = 0,
-                            chest_fraction: float = paper.CHEST_FRACTION_MODULES_I_II
-                            ) -> dict[str, pd.DataFrame]:
-    """The three task manifests (see the module docstring); every split must be filled."""
-    if (images["split"] == "").any():
-        raise DatasetError("image manifest has rows without a split; split it first")
-    chest = (images["is_xray"].astype(int) == 1) & (images["xray_type"] == "chest")
-    kept = chest_sample_for_modules_i_ii(images, chest_fraction, seed)
-    first_two = images[~chest | images.index.isin(kept)]
-    out = task_manifests(first_two, seed=seed, chest_fraction=1.0)
-    out["chest"] = task_manifests(images[chest], seed=seed, chest_fraction=0.0)["chest"]
     return out
 
 

@@ -1,0 +1,127 @@
+"""Checksummed downloads, tested against a local HTTP server on 127.0.0.1 (never the internet)."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import shutil
+import threading
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from fixtures_real import shared_dir
+from xray_utils import downloads
+from xray_utils.downloads import DownloadError, RemoteFile, fetch, fetch_authors_split, fetch_many
+from xray_utils.datasets import read_authors_split
+
+SPLIT = shared_dir() / "reference" / "is2ai-chest-split" if shared_dir() else None
+needs_split = pytest.mark.skipif(SPLIT is None or not SPLIT.is_dir(),
+                                 reason="shared reference folder absent (XRAY_SHARED_DIR or <repo>/../shared)")
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """Serve ``tmp_path/www`` on 127.0.0.1 (a free port) for the test; yields (folder, base URL)."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.delenv("XRAY_OFFLINE", raising=False)
+    www = tmp_path / "www"
+    www.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(www)))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{httpd.server_address[1]}", httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_fetch_checks_sha256_caches_and_works_offline_afterwards(tmp_path, server):
+    www, url, httpd = server
+    data = b"00000001_000.png 0 1 0 0 0 0 0 0 0 0 0 0 0 0\n"
+    (www / "a.txt").write_bytes(data)
+    registry = {"set/a.txt": RemoteFile(f"{url}/a.txt", sha256(data))}
+    cache = tmp_path / "downloads"
+    path = fetch("set/a.txt", cache_dir=cache, registry=registry)
+    assert path == cache / "set" / "a.txt" and path.read_bytes() == data
+    (www / "a.txt").unlink()  # the server no longer has it: the cached copy is used
+    assert fetch("set/a.txt", cache_dir=cache, registry=registry).read_bytes() == data
+    assert fetch("set/a.txt", cache_dir=cache, registry=registry, offline=True) == path
+
+
+def test_checksum_mismatch_is_refused(tmp_path, server):
+    www, url, _ = server
+    (www / "b.txt").write_bytes(b"tampered")
+    registry = {"b.txt": RemoteFile(f"{url}/b.txt", sha256(b"original"))}
+    with pytest.raises(DownloadError, match=r"b\.txt: the file downloaded from .* failed its sha256 check"):
+        fetch("b.txt", cache_dir=tmp_path / "dl", registry=registry)
+    assert not (tmp_path / "dl" / "b.txt").exists()
+
+
+def test_unreachable_file_says_what_to_do(tmp_path, server):
+    _, url, _ = server
+    registry = {"c.txt": RemoteFile(f"{url}/missing.txt", sha256(b"x"))}
+    with pytest.raises(DownloadError, match=r"could not download .*missing\.txt .*download it by hand to .*c\.txt"):
+        fetch("c.txt", cache_dir=tmp_path / "dl", registry=registry)
+
+
+def test_offline_mode_lists_every_missing_or_corrupt_file(tmp_path, monkeypatch):
+    registry = {"x/one.txt": RemoteFile("https://example.invalid/one.txt", sha256(b"1")),
+                "x/two.txt": RemoteFile("https://example.invalid/two.txt", sha256(b"2"))}
+    cache = tmp_path / "dl"
+    (cache / "x").mkdir(parents=True)
+    (cache / "x" / "two.txt").write_bytes(b"not two")
+    monkeypatch.setenv("XRAY_OFFLINE", "1")  # offline through the environment
+    with pytest.raises(DownloadError) as err:
+        fetch_many(registry, cache_dir=cache, registry=registry)
+    text = str(err.value)
+    assert text.startswith("offline mode: 2 file(s) unavailable")
+    assert f"x/one.txt: not in the cache (expected at {cache / 'x' / 'one.txt'}; source https://example.invalid/one.txt)" in text
+    assert f"x/two.txt: {cache / 'x' / 'two.txt'} has sha256 {sha256(b'not two')}, expected {sha256(b'2')}" in text
+    (cache / "x" / "one.txt").write_bytes(b"1")
+    (cache / "x" / "two.txt").write_bytes(b"2")
+    assert fetch_many(registry, cache_dir=cache, registry=registry) == {
+        "x/one.txt": cache / "x" / "one.txt", "x/two.txt": cache / "x" / "two.txt"}
+
+
+def test_unknown_name_and_default_folder(monkeypatch, tmp_path):
+    with pytest.raises(DownloadError, match="no file 'nope' in the download registry"):
+        fetch("nope", offline=True)
+    monkeypatch.delenv("XRAY_DOWNLOADS_DIR", raising=False)
+    monkeypatch.delenv("XRAY_DATA_DIR", raising=False)
+    assert downloads.downloads_dir() == Path(downloads.__file__).resolve().parents[1] / "data" / "downloads"
+    monkeypatch.setenv("XRAY_DOWNLOADS_DIR", str(tmp_path))
+    assert downloads.downloads_dir() == tmp_path.resolve()
+
+
+@needs_split
+def test_registry_sha256_matches_the_shared_copies_of_the_authors_lists():
+    for name in downloads.AUTHORS_SPLIT_FILES:
+        local = SPLIT / Path(name).name
+        assert sha256(local.read_bytes()) == downloads.REGISTRY[name].sha256, name
+        assert downloads.REGISTRY[name].url.startswith(
+            f"https://raw.githubusercontent.com/IS2AI/Chest-X-ray-module/{downloads.AUTHORS_COMMIT}/labels/")
+
+
+@needs_split
+def test_fetch_authors_split_through_pooch_with_the_real_checksums(tmp_path, server):
+    www, url, _ = server
+    for name in downloads.AUTHORS_SPLIT_FILES:
+        shutil.copy(SPLIT / Path(name).name, www / Path(name).name)
+    registry = {n: RemoteFile(f"{url}/{Path(n).name}", downloads.REGISTRY[n].sha256)
+                for n in downloads.AUTHORS_SPLIT_FILES}
+    folder = fetch_authors_split(cache_dir=tmp_path / "dl", registry=registry)
+    assert folder == tmp_path / "dl" / "is2ai-chest-split"
+    table = read_authors_split(folder)
+    assert len(table) == 78_468 + 11_219 + 22_433
+    assert fetch_authors_split(cache_dir=tmp_path / "dl", offline=True) == folder

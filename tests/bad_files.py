@@ -32,7 +32,7 @@ class Expectation:
     note: str = ""
 
 
-def _pattern(h: int = 48, w: int = 64) -> np.ndarray:
+def pattern_image(h: int = 48, w: int = 64) -> np.ndarray:
     """An asymmetric 8-bit test picture: a bright block in the top-left corner on a ramp."""
     img = np.tile(np.linspace(20, 200, w, dtype=np.float64), (h, 1))
     img[: h // 4, : w // 4] = 255
@@ -95,7 +95,7 @@ def write_corpus(folder: str | Path) -> list[tuple[Path, Expectation]]:
         img.save(buf, fmt, **kw)
         return buf.getvalue()
 
-    pat = _pattern()
+    pat = pattern_image()
     png = encode(Image.fromarray(pat), "PNG")
     jpg = encode(Image.fromarray(pat), "JPEG", quality=90)
 

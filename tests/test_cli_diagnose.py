@@ -16,7 +16,7 @@ from xray_utils import paper
 from xray_utils.cli_diagnose import main
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bad_files import _pattern, write_corpus, write_tiny_checkpoints  # noqa: E402
+from bad_files import pattern_image, write_corpus, write_tiny_checkpoints  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 JSON_KEYS = {"file", "ok", "error", "is_xray", "xray_type", "type_probs", "findings", "heatmaps"}
@@ -38,8 +38,8 @@ def chest_ckpts(tmp_path_factory):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("files")
-    Image.fromarray(_pattern()).save(folder / "a.png")
-    Image.fromarray(np.rot90(_pattern())).save(folder / "b.png")
+    Image.fromarray(pattern_image()).save(folder / "a.png")
+    Image.fromarray(np.rot90(pattern_image())).save(folder / "b.png")
     return [folder / "a.png", folder / "b.png"]
 
 
@@ -122,6 +122,8 @@ def test_usage_errors_exit_2(tmp_path, files, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["--checkpoints", str(tmp_path / "empty"), str(files[0])]) == 2
     assert "xray_or_not/best.json" in capsys.readouterr().err
+    assert main(["--checkpoints", str(tmp_path / "empty"), "--device", "tpu9", "x.png"]) == 2
+    assert "unknown device 'tpu9'" in capsys.readouterr().err
     for argv in ([], ["--top", "0", "x.png"], ["--bogus", "x.png"]):
         with pytest.raises(SystemExit) as info:
             main(argv)

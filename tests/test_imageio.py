@@ -15,7 +15,7 @@ from xray_utils import imageio
 from xray_utils.imageio import ImageReadError, read_gray, read_gray_bytes, resize_gray
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bad_files import _pattern, write_corpus  # noqa: E402
+from bad_files import pattern_image, write_corpus  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -149,16 +149,16 @@ def test_dicom_without_preamble(corpus):
 
 def test_exif_orientation_applied(corpus):
     img = read_gray(corpus["exif_rotated.jpg"][0]).astype(float)
-    expected = np.rot90(_pattern(), k=-1).astype(float)  # orientation 6 = 90 degrees clockwise
+    expected = np.rot90(pattern_image(), k=-1).astype(float)  # orientation 6 = 90 degrees clockwise
     assert img.shape == expected.shape == (64, 48)
     assert np.abs(img - expected).mean() < 4
     assert img[:10, -10:].mean() > 240 and img[:10, :10].mean() < 150  # bright block: top right
 
 
 def test_png_named_dcm_and_jpeg_named_png(corpus):
-    np.testing.assert_array_equal(read_gray(corpus["png_named.dcm"][0]), _pattern())
+    np.testing.assert_array_equal(read_gray(corpus["png_named.dcm"][0]), pattern_image())
     jpg = read_gray(corpus["jpeg_named.png"][0]).astype(float)
-    assert np.abs(jpg - _pattern()).mean() < 3
+    assert np.abs(jpg - pattern_image()).mean() < 3
 
 
 def test_16bit_png_windowed_to_8bit(corpus):
@@ -174,19 +174,19 @@ def test_rgba_composited_on_black(corpus):
     img = read_gray(corpus["rgba.png"][0]).astype(int)
     assert imageio.ALPHA_BACKGROUND == 0
     assert (img[:, -16:] == 0).all()  # transparent margin
-    assert np.abs(img[:, :-16] - _pattern()[:, :-16].astype(int)).max() <= 1
+    assert np.abs(img[:, :-16] - pattern_image()[:, :-16].astype(int)).max() <= 1
 
 
 @pytest.mark.parametrize("name,tolerance", [("gray_alpha.png", 1), ("cmyk.jpg", 6),
                                             ("palette.png", 8)])
 def test_colour_modes_become_the_same_gray(corpus, name, tolerance):
     img = read_gray(corpus[name][0]).astype(float)
-    assert np.abs(img - _pattern()).mean() <= tolerance
+    assert np.abs(img - pattern_image()).mean() <= tolerance
 
 
 def test_float_tiff_and_bilevel(corpus):
     f = read_gray(corpus["float.tif"][0]).astype(float)
-    assert np.corrcoef(f.ravel(), _pattern().ravel().astype(float))[0, 1] > 0.99
+    assert np.corrcoef(f.ravel(), pattern_image().ravel().astype(float))[0, 1] > 0.99
     b = read_gray(corpus["bilevel.bmp"][0])
     assert set(np.unique(b)) <= {0, 255}
 

@@ -20,7 +20,7 @@ from xray_utils.pipeline import (CheckpointError, CheckpointsMissing, Diagnoser,
                                  diagnose, measure_latency, write_heatmaps)
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bad_files import _pattern, write_corpus, write_tiny_checkpoints  # noqa: E402
+from bad_files import pattern_image, write_corpus, write_tiny_checkpoints  # noqa: E402
 
 JSON_KEYS = {"file", "ok", "error", "is_xray", "xray_type", "type_probs", "findings", "heatmaps"}
 
@@ -52,7 +52,7 @@ def images(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(1)
-    Image.fromarray(_pattern()).save(folder / "pattern.png")
+    Image.fromarray(pattern_image()).save(folder / "pattern.png")
     Image.fromarray(rng.integers(0, 255, (50, 70), dtype=np.uint8)).save(folder / "noise.png")
     return [folder / "pattern.png", folder / "noise.png", Path(get_testdata_file("RG1_UNCR.dcm"))]
 
@@ -233,7 +233,7 @@ def test_corpus_batch_completes_with_clear_errors(diagnosers, tmp_path):
 
 def test_inputs_arrays_and_pil_images(diagnosers):
     d = diagnosers["type_only"]
-    pat = _pattern()
+    pat = pattern_image()
     res = d.diagnose([pat, pat.astype(np.float32) * 10.0, np.dstack([pat] * 3),
                       Image.fromarray(pat), np.zeros((2, 3, 4, 5))])
     assert [r.ok for r in res] == [True, True, True, True, False]
@@ -302,3 +302,85 @@ def test_measure_latency_reports_both_times(diagnosers, images):
     assert out["ratio"] > 1
     with pytest.raises(ImageReadError):
         measure_latency(diagnosers["chest"], images[0].parent / "missing.png", repeats=1)
+
+
+# --------------------------------------------------------------------------- the notebook demo
+
+
+@pytest.fixture(scope="module")
+def demo_paths(tmp_path_factory):
+    from conftest import write_tiny_task
+
+    root = tmp_path_factory.mktemp("demo_run")
+    paths = project_paths("demo", run_dir=root / "run", figures_dir=root / "fig").ensure()
+    for task in paper.TASKS:
+        manifest = write_tiny_task(root / "data" / task, task, n=40, size=40)
+        paths.manifest(task).write_text(manifest.read_text())
+    return paths
+
+
+def test_sample_images_offers_films_and_demo_test_images(demo_paths, tmp_path):
+    from xray_utils.manifests import read_task_manifest
+    from xray_utils.widgets import DICOM_FILMS, sample_images
+
+    choices = sample_images(demo_paths, per_kind=2, seed=0)
+    labels = list(choices)
+    assert [Path(choices[k]).name for k in labels[:2]] == list(DICOM_FILMS)
+    assert all(Path(p).is_file() for p in choices.values())
+    assert sum(k.startswith("demo chest") for k in labels) == 3
+    assert sum(k.startswith("demo X-ray") for k in labels) == 2
+    assert sum(k.startswith("photograph") for k in labels) == 1
+    test_paths = set()
+    for task in paper.TASKS:
+        df = read_task_manifest(demo_paths.manifest(task))
+        test_paths |= set(df.loc[df["split"] == "test", "path"])
+    assert set(list(choices.values())[2:]) <= test_paths  # only test-split images
+    assert sample_images(demo_paths, seed=0) == choices  # deterministic
+    bare = project_paths("demo", run_dir=tmp_path / "no-run")
+    assert len(sample_images(bare)) == 2  # no manifests yet: just the films
+
+
+def test_diagnose_demo_callbacks(diagnosers, images, tmp_path):
+    from xray_utils.widgets import DiagnoseDemo
+
+    demo = DiagnoseDemo(diagnosers["chest"], {"pattern": str(images[0]), "rg1": str(images[2])})
+    demo.sample.value = str(images[2])  # the dropdown's event runs the callback
+    assert demo.result.file == str(images[2]) and demo.result.stage == "chest"
+    ranked = [f for f, _ in demo.result.top_findings(14)]
+    assert [v for _, v in demo.finding.options] == ranked and demo.finding.value == ranked[0]
+    assert ranked[0] in demo.figure.axes[0].get_title()
+    demo.finding.value = ranked[5]
+    assert ranked[5] in demo.figure.axes[0].get_title()
+    assert set(demo.record()) == JSON_KEYS
+    assert len(demo.figure.axes) == 4
+
+    bad = tmp_path / "upload.png"
+    bad.write_text("not an image")
+    result = demo.simulate_upload(bad)
+    assert not result.ok and "contains text" in result.error and result.file == "upload.png"
+    assert "cannot be read" in demo.verdict.value and demo.finding.disabled
+    good = demo.simulate_upload(images[0])
+    assert good.ok and good.file == images[0].name and not demo.finding.disabled
+
+
+@pytest.mark.parametrize("route,text", [("not_xray", "not an X-ray"), ("type_only", "not chest")])
+def test_plot_diagnosis_shows_where_the_chain_stopped(diagnosers, images, route, text):
+    import matplotlib.pyplot as plt
+
+    from xray_utils.widgets import plot_diagnosis
+
+    d = diagnosers[route].diagnose([images[0]])[0]
+    fig = plot_diagnosis(d)
+    texts = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
+    plt.close(fig)
+    assert "not run" in texts and text in texts
+
+
+def test_resolve_device():
+    assert pipeline.resolve_device("cpu") == torch.device("cpu")
+    assert pipeline.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        pipeline.resolve_device("tpu9")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no GPU"):
+            pipeline.resolve_device("cuda")

@@ -88,10 +88,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         diagnoser = Diagnoser(folder, device=args.device, top_k=top,
                               batch_size=getattr(args, "batch_size", DEFAULT_BATCH_SIZE))
-    except (CheckpointsMissing, CheckpointError) as exc:
+    except (CheckpointsMissing, CheckpointError, ValueError) as exc:  # ValueError: --device
         return _fail(str(exc))
-    except RuntimeError as exc:  # e.g. --device cuda on a machine without a GPU
-        return _fail(f"cannot use device {args.device!r}: {exc}")
 
     results = diagnoser.diagnose(args.files, heatmaps=top if args.heatmap_dir else False)
     written: list[dict[str, str] | None] = [None] * len(results)

@@ -50,6 +50,9 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+#: Changes whenever the reader's output for some file changes (caches of decoded images should
+#: include it in their key).
+READER_VERSION = "2"
 #: Refuse images with more pixels than this (about 8000 x 8000; a 50-megapixel phone photo
 #: still passes).  Checked from the header, before any pixel is decoded.
 MAX_PIXELS = 64_000_000
@@ -152,18 +155,23 @@ def to_uint8(values: np.ndarray, low: float | None = None, high: float | None = 
     that window is empty (a nearly constant image) the full min-max range is used, and a
     constant image becomes all zeros.  NaNs become 0.
     """
-    a = np.asarray(values, dtype=np.float64)
-    finite = a[np.isfinite(a)]
-    if finite.size == 0:
-        return np.zeros(a.shape, dtype=np.uint8)
+    a = np.asarray(values)
     if low is None or high is None:
+        finite = a.ravel() if np.issubdtype(a.dtype, np.integer) else a[np.isfinite(a)]
+        if finite.size == 0:
+            return np.zeros(a.shape, dtype=np.uint8)
         low, high = (float(v) for v in np.percentile(finite, percentiles))
         if high <= low:
             low, high = float(finite.min()), float(finite.max())
-    if high <= low:
+    if not high > low:
         return np.zeros(a.shape, dtype=np.uint8)
-    out = (np.nan_to_num(a, nan=low) - low) * (255.0 / (high - low))
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    # float32 is exact for integers below 2**24, more than any 16-bit image needs
+    out = a.astype(np.float32)
+    np.nan_to_num(out, copy=False, nan=low, posinf=high, neginf=low)
+    out -= np.float32(low)
+    out *= np.float32(255.0 / (high - low))
+    np.clip(out, 0, 255, out=out)
+    return np.rint(out, out=out).astype(np.uint8)
 
 
 def is_dicom(path: str | os.PathLike) -> bool:

@@ -74,6 +74,20 @@ def checkpoint_files(checkpoints_dir: str | os.PathLike, task: str) -> tuple[Pat
     return stem.with_suffix(".json"), stem.with_suffix(".safetensors")
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``"auto"`` -> the GPU when there is one, else the CPU; checks the others."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r} ({exc}); use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no GPU here; use "
+                         "'auto' or 'cpu'")
+    return dev
+
+
 # --------------------------------------------------------------------------- the result
 
 
@@ -237,9 +251,7 @@ class Diagnoser:
                  threshold: float = chain.XRAY_THRESHOLD, top_k: int = DEFAULT_TOP_K,
                  batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         self.checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir()).expanduser()
-        if device is None or device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.threshold = float(threshold)
         self.top_k = int(top_k)
         self.batch_size = int(batch_size)
@@ -271,10 +283,17 @@ class Diagnoser:
         """The input size (px) of ``task``'s model."""
         return int(self.meta[task]["image_size"])
 
-    def _input(self, task: str, grays: Sequence[np.ndarray]) -> torch.Tensor:
+    def _input(self, task: str, grays: Sequence[np.ndarray], rows: Iterable[int],
+                memo: dict[tuple[int, int], np.ndarray]) -> torch.Tensor:
+        """Model input of ``task`` for ``grays[rows]``; resized images are shared via ``memo``
+        (modules trained at the same size reuse one resize)."""
         size = self.image_size(task)
-        batch = np.stack([resize_gray(g, size) for g in grays])
-        return to_model_input(batch).to(self.device)
+        batch = []
+        for i in rows:
+            if (size, i) not in memo:
+                memo[size, i] = resize_gray(grays[i], size)
+            batch.append(memo[size, i])
+        return to_model_input(np.stack(batch)).to(self.device)
 
     def _probs(self, task: str, x: torch.Tensor) -> np.ndarray:
         logits = self.models[task](x).float()
@@ -320,22 +339,23 @@ class Diagnoser:
             return out
 
         n = len(grays)
+        memo: dict[tuple[int, int], np.ndarray] = {}
         with torch.inference_mode():
-            p1 = self._probs("xray_or_not", self._input("xray_or_not", grays))
+            p1 = self._probs("xray_or_not", self._input("xray_or_not", grays, range(n), memo))
         p_xray = p1[:, paper.XRAY_OR_NOT_CLASSES.index("xray")]
         type_probs = np.zeros((n, len(paper.XRAY_TYPES)))
         to_type = np.flatnonzero(chain.is_xray(p_xray, self.threshold))
         if to_type.size:  # early exit: only X-rays reach Module II
             with torch.inference_mode():
                 type_probs[to_type] = self._probs(
-                    "xray_type", self._input("xray_type", [grays[i] for i in to_type]))
+                    "xray_type", self._input("xray_type", grays, to_type, memo))
         stages = chain.stage_reached(p_xray, type_probs, self.threshold)
         types = chain.xray_type(type_probs)
         to_chest = np.flatnonzero(stages == "chest")
         finding_probs = np.zeros((n, len(paper.FINDINGS)))
         cams: dict[int, dict[str, np.ndarray]] = {}
         if to_chest.size:  # only chest films reach Module III
-            x3 = self._input("chest", [grays[i] for i in to_chest])
+            x3 = self._input("chest", grays, to_chest, memo)
             with torch.inference_mode():
                 finding_probs[to_chest] = self._probs("chest", x3)
             if k:

@@ -4,7 +4,9 @@
   into ``data/demo``;
 * ``full``   -- the paper's six real datasets under ``data/raw`` (:mod:`xray_utils.datasets`);
   fails at once, naming each missing dataset folder, when they are not there;
-* ``public`` -- openly downloadable X-rays (not available yet: says so).
+* ``public`` -- openly downloadable X-rays (:mod:`xray_utils.public`): fails at once, listing
+  what to download and how big, when they are missing; ``PUBLIC_STAND_IN`` replaces them by a
+  labelled folder (e.g. ``../shared/real-samples``), as CI does.
 
 Optionally a labelled folder of real images (``EXTRA_DATA``) is mixed in, split by patient.
 """
@@ -36,10 +38,16 @@ def load_profile_images(profile: str, paths: ProjectPaths, cfg: Mapping[str, Any
 
         require_datasets(paths.raw_dir)
         images = build_full_image_manifest(paths.raw_dir, seed=seed, chest_split=chest_split)
+    elif profile == "public":
+        from .public import build_public_image_manifest, require_public
+
+        stand_in = cfg.get("PUBLIC_STAND_IN")
+        if not stand_in:
+            require_public()
+        images = build_public_image_manifest(seed=seed, image_size=int(cfg["IMAGE_SIZE"]),
+                                             stand_in=stand_in)
     else:
-        raise NotImplementedError(
-            f"profile {profile!r}: automatic downloads of the public datasets are not available "
-            "yet; use the demo profile, or the full profile with the datasets of data/README.md.")
+        raise ValueError(f"unknown profile {profile!r}")
     if extra_data:
         from .datasets import add_labelled_folder
 

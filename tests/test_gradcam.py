@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -149,7 +150,8 @@ def test_hooks_released_after_block_and_after_exception(chest_model: XrayDenseNe
 
 
 def test_no_parameter_gradients_left_behind(chest_model: XrayDenseNet, x64: torch.Tensor) -> None:
-    chest_model.zero_grad(set_to_none=True)  # pytorch-grad-cam's backward fills .grad; ours must not
+    chest_model.zero_grad(set_to_none=True)  # pytorch-grad-cam's backward fills .grad
+    # ours must not
     with gc.GradCAM(chest_model) as cam:
         cam(x64, 2)
     assert all(p.grad is None for p in chest_model.parameters())
@@ -183,6 +185,10 @@ def test_bad_input_is_explained(chest_model: XrayDenseNet) -> None:
             cam(images, 0)
         with pytest.raises(ValueError, match="one per image"):
             cam(torch.zeros(2, 1, 64, 64), [0, 1, 2])
+        with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+            cam(torch.zeros(1, 1, 64, 64), 0)
+        with torch.no_grad():  # switched back on inside, so this works
+            assert cam(torch.randn(1, 1, 64, 64), 0).shape == (1, 64, 64)
     with pytest.raises(TypeError, match="GradCAM"):
         gc.all_class_cams(nn.Sequential(nn.Conv2d(1, 2, 3)), torch.zeros(1, 1, 8, 8))
 
@@ -208,7 +214,8 @@ def test_overlay() -> None:
     cam[0, 0] = 1.0
     out = gc.overlay(gray, cam, alpha=0.4)
     assert out.shape == (40, 64, 3) and out.dtype == np.uint8
-    np.testing.assert_array_equal(gc.overlay(gray, cam, alpha=0.0), np.repeat(gray[..., None], 3, 2))
+    np.testing.assert_array_equal(gc.overlay(gray, cam, alpha=0.0),
+                                  np.repeat(gray[..., None], 3, axis=2))
     import matplotlib
 
     pure = gc.overlay(gray, np.ones((5, 8)), alpha=1.0)
@@ -237,12 +244,18 @@ def test_pointing_game_hand_made() -> None:
     assert not gc.pointing_game(cam, [])
 
 
-def test_pointing_game_uses_middle_of_flat_top() -> None:
+def test_pointing_game_flat_top_points_at_the_cell_centre() -> None:
     cam = np.zeros((32, 32))
     cam[:8, :8] = 1.0  # the flat corner top that bilinear upsampling produces
-    assert gc.cam_peak(cam) in {(3, 3), (3, 4), (4, 3), (4, 4)}
-    assert gc.pointing_game(cam, [(2, 2, 4, 4)])
-    assert not gc.pointing_game(cam, [(0, 0, 1, 1)])  # first argmax (0, 0) would have hit
+    assert gc.cam_peak(cam) == (7, 7)  # its innermost pixel, not the corner (np.argmax)
+    assert gc.pointing_game(cam, [(6, 6, 3, 3)])
+    assert not gc.pointing_game(cam, [(0, 0, 2, 2)])
+    # an upsampled 2 x 2 grid: the same rule in every corner (np.argmax is not symmetric)
+    grid = torch.zeros(4, 1, 2, 2, dtype=torch.float64)
+    for k in range(4):
+        grid[k, 0, k // 2, k % 2] = 1.0
+    peaks = [gc.cam_peak(m) for m in gc.upsample_maps(grid, (64, 64))[:, 0].numpy()]
+    assert peaks == [(15, 15), (15, 48), (48, 15), (48, 48)]
 
 
 def test_cam_iou_hand_made() -> None:
@@ -281,6 +294,105 @@ def test_score_localisation_table_shape_and_box_scaling(chest_model: XrayDenseNe
     assert summary["mean_pointing"] == pytest.approx(table["pointing"].mean())
 
 
+def test_score_localisation_without_boxes(chest_model: XrayDenseNet) -> None:
+    table = gc.score_localisation(chest_model, np.zeros((0, 64, 64), np.uint8), [], (64, 64),
+                                  progress=False)
+    assert (table["n"] == 0).all()
+    summary = gc.localisation_summary(table)
+    assert summary["mean_pointing"] is None and summary["n_cases"] == 0
+
+
+def test_grid_peaks_and_pointing_ceiling() -> None:
+    # 2 x 2 grid at 64 px: the four cell centres
+    assert sorted(gc.grid_peaks(64, (2, 2))) == [(15, 15), (15, 48), (48, 15), (48, 48)]
+    peaks = gc.grid_peaks(224, (7, 7))
+    assert len(peaks) == 49 and (111, 111) in peaks  # the centre cell of 7 x 7 at 224 px
+    boxes = [[("Cardiomegaly", 200, 200, 100, 100)],                   # centre of a 512 px file
+             [("Effusion", 0, 362, 150, 150), ("Cardiomegaly", 0, 0, 150, 150)]]
+    ceiling = gc.pointing_ceiling(boxes, (512, 512), 64, (2, 2))
+    assert ceiling["Cardiomegaly"] == 0.5  # centre box unreachable on 2 x 2; corner box reachable
+    assert ceiling["Effusion"] == 1.0 and np.isnan(ceiling["Mass"])
+    assert gc.pointing_ceiling(boxes, (512, 512), 224, (7, 7))["Cardiomegaly"] == 1.0
+    # a box just beside a cell centre: reachable only with a tolerance
+    near = [[("Mass", 17.0, 17.0, 5.0, 5.0)]]
+    assert gc.pointing_ceiling(near, (64, 64), 64, (2, 2))["Mass"] == 0.0
+    assert gc.pointing_ceiling(near, (64, 64), 64, (2, 2), tolerance=2)["Mass"] == 1.0
+    # a node between two pixels (7 x 7 grid at 224 px: node 1 at x = 48) counts both of them
+    tiny = [[("Mass", x0, x0, 0.8, 0.8)] for x0 in (47.1, 48.1, 49.1)]  # pixel 47, 48, 49 only
+    assert gc.pointing_ceiling(tiny[:2], 224, 224, (7, 7))["Mass"] == 1.0
+    assert gc.pointing_ceiling(tiny[2:], 224, 224, (7, 7))["Mass"] == 0.0
+    centre = gc.center_baseline(boxes, [(512, 512), (512, 512)])
+    assert centre["Cardiomegaly"] == 0.5 and centre["Effusion"] == 0.0
+
+
+def test_ceiling_bounds_the_model(chest_model: XrayDenseNet) -> None:
+    images = _smooth_images(4, 64, 64, seed=4)
+    corners = [(8, 8), (26, 26), (44, 10)]
+    boxes = [[(f, x, y, 12, 12) for f, (x, y) in zip(paper.FINDINGS, corners)]] * 4
+    table = gc.score_localisation(chest_model, images, boxes, (64, 64), progress=False)
+    ceiling = gc.pointing_ceiling(boxes, (64, 64), 64, (2, 2))
+    scored = table["n"] > 0
+    assert (table.loc[scored, "pointing"] <= ceiling[scored] + 1e-12).all()
+    assert list(ceiling[list(paper.FINDINGS[:3])]) == [1.0, 0.0, 1.0]  # the centre box: 0
+
+
+def test_notebook_helpers(chest_model: XrayDenseNet, tmp_path) -> None:
+    from PIL import Image
+
+    labels = ["Mass", "No Finding", "Mass|Effusion", "Effusion", "Mass"]
+    boxes = [[], [], [("Mass", 1, 1, 5, 5)], [], [("Effusion", 0, 0, 3, 3)]]
+    assert gc.select_films(labels, boxes, per_finding=1) == [0, 2, 4]
+    assert gc.select_films(labels, boxes, per_finding=2) == [0, 2, 3, 4]
+    assert gc.pick_examples(labels, boxes, ("Mass", "Effusion", "Edema"), per_finding=2) == [
+        (2, "Mass"), (0, "Mass"), (2, "Effusion"), (3, "Effusion")]
+
+    files = []
+    for k, (w, h) in enumerate([(80, 60), (64, 64)]):
+        files.append(tmp_path / f"img{k}.png")
+        Image.fromarray(_smooth_images(1, h, w, seed=k)[0]).save(files[-1])
+    images, sizes = gc.load_images(files, 32, progress=False)
+    assert images.shape == (2, 32, 32) and images.dtype == np.uint8
+    assert sizes == [(80, 60), (64, 64)]
+
+    imgs = _smooth_images(3, 64, 64, seed=5)
+    cams = gc.case_cams(chest_model, imgs, [(2, "Mass"), (0, "Effusion")], batch_size=1)
+    full = gc.all_class_cams(chest_model, to_model_input(imgs))
+    np.testing.assert_allclose(cams, [full[2, 4], full[0, 2]], atol=1e-5)  # batch-size float noise
+
+    probs = gc.probabilities(chest_model, imgs, batch_size=2)
+    with torch.no_grad():
+        expected = torch.sigmoid(chest_model(to_model_input(imgs))).numpy()
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    assert gc.probabilities(chest_model, imgs[:0]).shape == (0, 14)
+
+    panels = gc.gallery_panels(chest_model, imgs, [(1, "Mass")],
+                               [[], [("Mass", 64, 0, 64, 32)], []], [(64, 64), (128, 64), (64, 64)])
+    assert panels[0]["boxes"] == [pytest.approx((32, 0, 32, 32))]
+    np.testing.assert_allclose(panels[0]["cam"], full[1, 4], atol=1e-5)
+    assert panels[0]["title"] == f"Mass  p={probs[1, 4]:.2f}"
+    given = np.full((3, 14), 0.25)
+    assert gc.gallery_panels(chest_model, imgs, [(0, "Edema")], [[]] * 3, (64, 64),
+                             probs=given)[0]["title"] == "Edema  p=0.25 (no box)"
+
+
+def test_figures_render(tmp_path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    img = _smooth_images(1, 32, 32, seed=6)[0]
+    cam = np.linspace(0, 1, 16).reshape(4, 4)
+    fig = gc.plot_cam_gallery([{"image": img, "cam": cam, "title": "t", "boxes": [(1, 1, 5, 5)],
+                                "peak": (3, 3)}] * 3, ncols=2)
+    assert len(fig.axes) == 4
+    fig = gc.plot_randomization_check(img, [cam, np.zeros((4, 4))], ["trained", "random"])
+    assert "flat" in fig.axes[2].get_title()
+    table = pd.DataFrame({"n": [2, 0], "pointing": [0.5, np.nan], "iou": [0.2, np.nan],
+                          "grid_ceiling": [1.0, np.nan]}, index=["Mass", "Edema"])
+    fig = gc.plot_localisation_scores(table)
+    fig.savefig(tmp_path / "bars.png")
+    assert (tmp_path / "bars.png").stat().st_size > 0
+
+
 # --------------------------------------------------------------------------------------------
 # randomisation
 # --------------------------------------------------------------------------------------------
@@ -291,7 +403,8 @@ def test_randomized_copy_reinitialises_and_leaves_original(chest_model: XrayDens
     assert torch.equal(state, torch.get_rng_state())  # global random state untouched
     for k, v in chest_model.state_dict().items():
         assert torch.equal(v, before[k])
-    changed = {k for k, v in head.items() if v.is_floating_point() and not torch.equal(v, before[k])}
+    changed = {k for k, v in head.items()
+               if v.is_floating_point() and not torch.equal(v, before[k])}
     assert any(k.startswith("classifier.") for k in changed)
     assert any(k.startswith("features.denseblock4.") for k in changed)
     assert all(k.startswith(("classifier.", "features.denseblock4.", "features.norm5."))

@@ -21,8 +21,10 @@ What is here:
   :func:`localisation_records`, :func:`score_localisation`, :func:`localisation_summary`.
 * The randomisation sanity check (Adebayo et al., 2018): :func:`randomized_copy` and
   :func:`heatmap_similarity`.
-* Figures used by ``notebooks/05_gradcam.ipynb``: :func:`plot_cam_gallery`,
-  :func:`plot_randomization_check`, :func:`plot_localisation_scores`.
+* What ``notebooks/05_gradcam.ipynb`` needs besides: :func:`load_images`,
+  :func:`center_baseline`, :func:`pointing_ceiling`, :func:`select_films`, :func:`case_cams`,
+  :func:`probabilities`, :func:`pick_examples`, :func:`gallery_panels` and the figures
+  :func:`plot_cam_gallery`, :func:`plot_randomization_check`, :func:`plot_localisation_scores`.
 
 Normalisation of every map (both paths, and what pytorch-grad-cam does): after the ReLU and the
 upsampling each map is min-max scaled to ``[0, 1]``.  A map with no spread -- in particular the
@@ -95,7 +97,8 @@ def _device_of(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-def _class_indices(class_idx: int | Sequence[int] | None, n: int, logits: torch.Tensor) -> torch.Tensor:
+def _class_indices(class_idx: int | Sequence[int] | None, n: int,
+                   logits: torch.Tensor) -> torch.Tensor:
     """One class index per image (``None`` = each image's top-scoring class)."""
     if class_idx is None:
         return logits.argmax(dim=1)
@@ -208,7 +211,7 @@ class GradCAM:
         self._gradient = None
         if output.requires_grad:
             output.register_hook(self._save_gradient)
-        return None  # downstream in-place ops modify the copy, never A
+        return output.clone()  # downstream in-place ops modify the copy, never A
 
     def _save_gradient(self, grad: torch.Tensor) -> None:
         self._gradient = grad
@@ -220,6 +223,9 @@ class GradCAM:
         if not self.active:
             raise RuntimeError("GradCAM is not active: use it as `with GradCAM(model) as cam:` "
                                "(or call .attach() first)")
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("Grad-CAM needs gradients: call it outside torch.inference_mode() "
+                               "(or use all_class_cams, which needs no backward pass)")
         x = _as_model_input(x, _device_of(self.model))
         with torch.enable_grad():
             # the input requires grad so a graph exists even when all parameters are frozen
@@ -264,7 +270,8 @@ class GradCAM:
 # --------------------------------------------------------------------------------------------
 def _check_head(model: nn.Module) -> nn.Linear:
     clf = getattr(model, "classifier", None)
-    if not isinstance(getattr(model, "features", None), nn.Module) or not isinstance(clf, nn.Linear):
+    features = getattr(model, "features", None)
+    if not isinstance(features, nn.Module) or not isinstance(clf, nn.Linear):
         raise TypeError(
             "all_class_cams needs a model whose forward is features -> ReLU -> global average "
             "pool -> classifier (nn.Linear), like xray_utils.models.XrayDenseNet; use GradCAM "
@@ -391,9 +398,13 @@ def boxes_mask(shape: tuple[int, int], boxes: Iterable[Sequence[float]]) -> np.n
 def cam_peak(cam: np.ndarray, rtol: float = 1e-6) -> tuple[int, int] | None:
     """``(row, col)`` of a map's maximum, or ``None`` for a flat map (no peak to point with).
 
-    Bilinear upsampling of a coarse map gives flat tops (near the borders a whole block of
-    pixels equals the maximum); then the tied pixel nearest to the ties' centroid is returned,
-    i.e. the middle of the top rather than its first (top-left) pixel.
+    Ties matter for upsampled coarse maps: bilinear interpolation with half-pixel centres
+    (cv2, pytorch-grad-cam, :func:`upsample_maps`) copies a border cell's value from the cell's
+    centre out to the image border, a flat top of tied pixels.  The value was computed for the
+    cell, so the peak is taken at the tied pixel farthest from the image border -- the cell's
+    centre -- and among equals at the one nearest the ties' centroid.  (``np.argmax`` would
+    return the flat top's first pixel: the image corner for the top-left cell, but the cell
+    centre for the bottom-right one.)
     """
     cam = np.asarray(cam, dtype=np.float64)
     hi, lo = cam.max(), cam.min()
@@ -401,18 +412,22 @@ def cam_peak(cam: np.ndarray, rtol: float = 1e-6) -> tuple[int, int] | None:
         return None
     tol = rtol * max(abs(hi), abs(hi - lo))
     rows, cols = np.nonzero(cam >= hi - tol)
-    if len(rows) == 1:
-        return int(rows[0]), int(cols[0])
-    cr, cc = rows.mean(), cols.mean()
-    k = int(np.argmin((rows - cr) ** 2 + (cols - cc) ** 2))
+    if len(rows) > 1:
+        H, W = cam.shape
+        inner = np.minimum(np.minimum(rows, H - 1 - rows), np.minimum(cols, W - 1 - cols))
+        keep = inner == inner.max()
+        rows, cols = rows[keep], cols[keep]
+    k = int(np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2))
     return int(rows[k]), int(cols[k])
 
 
-def pointing_game(cam: np.ndarray, boxes: Sequence[Sequence[float]], tolerance: float = 0.0) -> bool:
+def pointing_game(cam: np.ndarray, boxes: Sequence[Sequence[float]],
+                  tolerance: float = 0.0) -> bool:
     """Does the heatmap's maximum fall inside any of the ``(x, y, w, h)`` boxes?
 
-    Boxes are in the map's pixel coordinates.  The maximum is :func:`cam_peak` (the middle of a
-    flat top); a flat map, e.g. all zeros, points nowhere and scores a miss.  ``tolerance``
+    Boxes are in the map's pixel coordinates.  The maximum is :func:`cam_peak` (for the flat
+    tops of upsampled maps: the cell centre); a flat map, e.g. all zeros, points nowhere and
+    scores a miss.  ``tolerance``
     (pixels) grows every box on all sides, as in the original pointing game (15 px at 224 px).
     """
     peak = cam_peak(cam)
@@ -547,6 +562,187 @@ def localisation_summary(table: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def load_images(paths: Sequence[str], size: int, progress: bool = True
+                ) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Read image files as the model sees them: ``(N, size, size)`` uint8 and each FILE's
+    ``(width, height)`` (the frame of its boxes).  Unreadable files raise ``ImageReadError``
+    naming the file."""
+    from tqdm.auto import tqdm
+
+    from .imageio import read_gray, resize_gray
+
+    images, sizes = [], []
+    for p in tqdm(list(paths), desc="reading images", disable=not progress, leave=False):
+        img = read_gray(p)
+        sizes.append((int(img.shape[1]), int(img.shape[0])))
+        images.append(resize_gray(img, size))
+    return np.stack(images) if images else np.zeros((0, size, size), np.uint8), sizes
+
+
+def center_baseline(boxes_per_image: Sequence[Sequence[Sequence]], box_image_sizes: Any,
+                    findings: Sequence[str] = paper.FINDINGS) -> pd.Series:
+    """Pointing-game hit rate per finding of a "model" that always points at the image centre.
+
+    The pointing game rewards a centre bias (many findings lie near the middle of a film), so a
+    heatmap's hit rate means something only beside this baseline.  Same cases as
+    :func:`score_localisation` (one per image and finding with a box).
+    """
+    sizes = _sizes_per_image(box_image_sizes, len(boxes_per_image))
+    hits: dict[str, list[bool]] = {f: [] for f in findings}
+    for bxs, (w, h) in zip(boxes_per_image, sizes):
+        per_finding: dict[str, list[Box]] = {}
+        for name, *xywh in bxs:
+            if name in hits:
+                per_finding.setdefault(name, []).append(tuple(float(v) for v in xywh))
+        for name, b in per_finding.items():
+            hits[name].append(any(x <= w / 2 <= x + bw and y <= h / 2 <= y + bh
+                                  for x, y, bw, bh in b))
+    return pd.Series({f: float(np.mean(v)) if v else float("nan") for f, v in hits.items()},
+                     name="center_baseline")
+
+
+def grid_peaks(image_size: int | tuple[int, int], grid: tuple[int, int]) -> list[tuple[int, int]]:
+    """Every pixel a heatmap from an ``h x w`` grid can point at after upsampling to the image.
+
+    Bilinear interpolation peaks at a grid node (a cell centre; see :func:`cam_peak` for the
+    flat tops at the border), so a map can only point at ``h * w`` places: the peaks of the
+    one-hot grids.
+    """
+    return [p for p, _ in _grid_candidates(image_size, grid)]
+
+
+def _grid_candidates(image_size: int | tuple[int, int], grid: tuple[int, int]
+                     ) -> list[tuple[tuple[int, int], np.ndarray]]:
+    """Per grid node: the peak of its one-hot map, and every pixel a real map peaking at that
+    node could point at (the tied top pixels next to the peak: a node between two pixels is
+    taken by either, depending on the neighbouring cells)."""
+    H, W = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else image_size
+    h, w = grid
+    onehots = torch.eye(h * w, dtype=torch.float64).reshape(h * w, 1, h, w)
+    out = []
+    for m in upsample_maps(onehots, (int(H), int(W)))[:, 0].numpy():
+        peak = cam_peak(m)
+        if peak is None:
+            continue
+        rows, cols = np.nonzero(m >= m.max() * (1 - 1e-9))
+        near = (np.abs(rows - peak[0]) <= 1) & (np.abs(cols - peak[1]) <= 1)
+        out.append((peak, np.stack([rows[near], cols[near]], axis=1)))
+    return out
+
+
+def pointing_ceiling(boxes_per_image: Sequence[Sequence[Sequence]], box_image_sizes: Any,
+                     image_size: int | tuple[int, int], grid: tuple[int, int],
+                     findings: Sequence[str] = paper.FINDINGS,
+                     tolerance: float = 0.0) -> pd.Series:
+    """The best pointing-game hit rate ANY heatmap on an ``h x w`` grid could reach, per finding.
+
+    A case counts as reachable when a pixel a heatmap could peak at (:func:`grid_peaks`, give
+    or take the pixel on the other side of a cell centre) lies in a box of the finding (boxes
+    rescaled to ``image_size``, grown by ``tolerance`` pixels as in :func:`pointing_game`); so
+    this is an upper bound on the pointing-game hit rate.  At 224 px DenseNet-121 has a 7 x 7
+    grid and this is close to 1; at 64 px the grid is 2 x 2 and a heatmap can only point at the
+    four cell centres, so a box that covers none of them cannot be hit whatever the model learnt.
+    """
+    H, W = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else image_size
+    pixels = np.concatenate([c for _, c in _grid_candidates((H, W), grid)])  # (rows, cols)
+    sizes = _sizes_per_image(box_image_sizes, len(boxes_per_image))
+    hits: dict[str, list[bool]] = {f: [] for f in findings}
+    for bxs, size in zip(boxes_per_image, sizes):
+        per_finding: dict[str, list[Box]] = {}
+        for name, *xywh in bxs:
+            if name in hits:
+                per_finding.setdefault(name, []).append(tuple(float(v) for v in xywh))
+        for name, b in per_finding.items():
+            scaled = [(x - tolerance, y - tolerance, w + 2 * tolerance, h + 2 * tolerance)
+                      for x, y, w, h in scale_boxes(b, size, (W, H))]
+            hits[name].append(bool(boxes_mask((H, W), scaled)[pixels[:, 0], pixels[:, 1]].any()))
+    return pd.Series({f: float(np.mean(v)) if v else float("nan") for f, v in hits.items()},
+                     name="grid_ceiling")
+
+
+def select_films(labels: Sequence[str], boxes_per_image: Sequence[Sequence[Sequence]],
+                 findings: Sequence[str] = paper.FINDINGS, per_finding: int = 4) -> list[int]:
+    """Rows worth explaining: every film with a box of one of ``findings``, plus the first
+    ``per_finding`` films labelled with each finding (galleries still have examples where boxes
+    are few or absent).  Keeps the notebook from reading a whole 22,000-film test split."""
+    keep = {i for i, b in enumerate(boxes_per_image) if any(x[0] in findings for x in b)}
+    for f in findings:
+        keep.update([i for i, lab in enumerate(labels) if f in str(lab).split("|")][:per_finding])
+    return sorted(keep)
+
+
+def case_cams(model: nn.Module, images: np.ndarray, cases: Sequence[tuple[int, str]],
+              findings: Sequence[str] = paper.FINDINGS, batch_size: int = 32) -> np.ndarray:
+    """Grad-CAM ``(len(cases), H, W)`` for ``(image index, finding)`` pairs, batched (fast path)."""
+    from .models import to_model_input
+
+    out = np.zeros((len(cases),) + tuple(images.shape[1:]), dtype=np.float32)
+    index = {f: k for k, f in enumerate(findings)}
+    for s in range(0, len(cases), batch_size):
+        chunk = cases[s:s + batch_size]
+        cams = all_class_cams(model, to_model_input(images[[i for i, _ in chunk]]))
+        out[s:s + len(chunk)] = cams[np.arange(len(chunk)), [index[f] for _, f in chunk]]
+    return out
+
+
+@torch.no_grad()
+def probabilities(model: nn.Module, images: np.ndarray, batch_size: int = 32,
+                  multilabel: bool = True) -> np.ndarray:
+    """The model's probabilities ``(N, C)`` for 8-bit images ``(N, H, W)`` (sigmoid when
+    ``multilabel``, else softmax), in batches, in eval mode (the previous mode is restored)."""
+    from .models import to_model_input
+
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for s in range(0, len(images), batch_size):
+            logits = model(to_model_input(images[s:s + batch_size]).to(_device_of(model)))
+            p = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
+            out.append(p.float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    n_out = getattr(getattr(model, "classifier", None), "out_features", 0)
+    return np.concatenate(out) if out else np.zeros((0, n_out), np.float32)
+
+
+def pick_examples(labels: Sequence[str], boxes_per_image: Sequence[Sequence[Sequence]],
+                  findings: Sequence[str] = paper.FINDINGS, per_finding: int = 1
+                  ) -> list[tuple[int, str]]:
+    """``(image index, finding)`` pairs for a gallery: per finding, the first ``per_finding``
+    images labelled with it, those with a box of that finding first."""
+    picks = []
+    for f in findings:
+        positive = [i for i, lab in enumerate(labels) if f in str(lab).split("|")]
+        boxed = [i for i in positive if any(b[0] == f for b in boxes_per_image[i])]
+        ordered = boxed + [i for i in positive if i not in boxed]
+        picks += [(i, f) for i in ordered[:per_finding]]
+    return picks
+
+
+def gallery_panels(model: nn.Module, images: np.ndarray, picks: Sequence[tuple[int, str]],
+                   boxes_per_image: Sequence[Sequence[Sequence]], box_image_sizes: Any,
+                   findings: Sequence[str] = paper.FINDINGS, multilabel: bool = True,
+                   probs: np.ndarray | None = None, batch_size: int = 32) -> list[dict[str, Any]]:
+    """Panels for :func:`plot_cam_gallery`: the Grad-CAM of ``finding`` on image ``i`` for each
+    pick, its boxes of that finding (rescaled to the image), the peak, and the model's
+    probability of the finding in the title (``probs`` ``(N, C)`` if already computed)."""
+    sizes = _sizes_per_image(box_image_sizes, len(images))
+    cams = case_cams(model, images, picks, findings, batch_size)
+    if probs is None:
+        rows = sorted({i for i, _ in picks})
+        probs = np.zeros((len(images), len(findings)), np.float32)
+        probs[rows] = probabilities(model, images[rows], batch_size, multilabel)
+    panels = []
+    for (i, f), cam in zip(picks, cams):
+        H, W = images[i].shape
+        bxs = scale_boxes([b[1:5] for b in boxes_per_image[i] if b[0] == f], sizes[i], (W, H))
+        panels.append({"image": images[i], "cam": cam, "boxes": bxs, "peak": cam_peak(cam),
+                       "title": f"{f}  p={float(probs[i, list(findings).index(f)]):.2f}"
+                                + ("" if bxs else " (no box)")})
+    return panels
+
+
 # --------------------------------------------------------------------------------------------
 # randomisation sanity check
 # --------------------------------------------------------------------------------------------
@@ -619,7 +815,7 @@ def draw_boxes(ax: Any, boxes: Iterable[Sequence[float]], color: str = "lime",
 
 def plot_cam_gallery(panels: Sequence[dict[str, Any]], ncols: int = 4, alpha: float = 0.4,
                      size: float = 2.6) -> Any:
-    """Grid of overlays; each panel is ``{"image", "cam", "title", "boxes"?, "peak"?}``.
+    """Grid of overlays; each panel is ``{"image", "cam", "title", "boxes"?, "peak"?, "alpha"?}``.
 
     ``boxes`` are in the image's pixel coordinates; ``peak`` (row, col) is marked with a cross.
     Returns the matplotlib figure.
@@ -629,11 +825,12 @@ def plot_cam_gallery(panels: Sequence[dict[str, Any]], ncols: int = 4, alpha: fl
     n = max(len(panels), 1)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3),
+                             squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, p in zip(axes.ravel(), panels):
-        ax.imshow(overlay(p["image"], p["cam"], alpha=alpha))
+        ax.imshow(overlay(p["image"], p["cam"], alpha=p.get("alpha", alpha)))
         draw_boxes(ax, p.get("boxes", ()))
         if p.get("peak") is not None:
             ax.plot(p["peak"][1], p["peak"][0], "w+", markersize=10, markeredgewidth=2)
@@ -652,7 +849,8 @@ def plot_randomization_check(image: np.ndarray, cams: Sequence[np.ndarray],
     axes[0].set_title("image", fontsize=9)
     for ax, cam, title in zip(axes[1:], cams, titles):
         ax.imshow(overlay(image, cam, alpha=alpha))
-        ax.set_title(title, fontsize=9)
+        flat = cam_peak(cam) is None
+        ax.set_title(title + ("\n(flat: no positive evidence)" if flat else ""), fontsize=9)
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
@@ -660,7 +858,11 @@ def plot_randomization_check(image: np.ndarray, cams: Sequence[np.ndarray],
 
 
 def plot_localisation_scores(table: pd.DataFrame, title: str = "") -> Any:
-    """Bar chart of pointing-game hit rate and mean IoU per finding (findings with boxes)."""
+    """Bar chart of pointing-game hit rate and mean IoU per finding (findings with boxes).
+
+    Optional columns ``grid_ceiling``, ``center_baseline`` and ``pointing_randomized`` are
+    drawn as markers on the pointing bars.
+    """
     import matplotlib.pyplot as plt
 
     scored = table[table["n"] > 0]
@@ -670,13 +872,18 @@ def plot_localisation_scores(table: pd.DataFrame, title: str = "") -> Any:
     ax.bar(pos + 0.2, scored["iou"], width=0.4, label="mean IoU (cam >= 0.5 max)")
     ax.set_xticks(pos, [f"{f}\n(n={n})" for f, n in zip(scored.index, scored["n"])],
                   rotation=45, ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.05)
     ax.set_ylabel("score")
+    for col, marker, label in (("grid_ceiling", "g_", "pointing: best reachable on the grid"),
+                               ("center_baseline", "k_", "pointing: always the centre"),
+                               ("pointing_randomized", "r_", "pointing: randomised model")):
+        if col in scored:
+            ax.plot(pos - 0.2, scored[col], marker, markersize=14, markeredgewidth=2, label=label)
     if len(scored):
         mean = float(scored["pointing"].mean())
         ax.axhline(mean, color="C0", linestyle="--", linewidth=1,
                    label=f"mean pointing = {mean:.2f}")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -58,12 +58,14 @@ def images(tmp_path_factory):
 
 
 class CallCounter:
-    """Counts forward calls and images seen by each module's model."""
+    """Counts passes and images through each module's network (its feature extractor: the chest
+    model's probabilities and heatmaps come from one pass through it, not from model())."""
 
     def __init__(self, diagnoser: Diagnoser) -> None:
         self.calls = {t: 0 for t in paper.TASKS}
         self.images = {t: 0 for t in paper.TASKS}
-        self.handles = [m.register_forward_hook(self._hook(t)) for t, m in diagnoser.models.items()]
+        self.handles = [m.features.register_forward_hook(self._hook(t))
+                        for t, m in diagnoser.models.items()]
 
     def _hook(self, task):
         def hook(module, inputs, output):

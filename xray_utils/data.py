@@ -39,12 +39,8 @@ def encode_targets(task: str, labels: Sequence[str]) -> np.ndarray:
 
 
 class CachedImageDataset(Dataset):
-    """Images of one split, read from the cache, with light augmentation when ``train``.
-
-    Augmentation is geometric only (horizontal flip, small shift/zoom): photometric
-    augmentation did not help transfer to real films, and per-image standardisation already
-    removes exposure differences.
-    """
+    """Images of one split, read from the cache, with light augmentation when ``train``
+    (see :func:`augment`)."""
 
     def __init__(self, images: np.ndarray, targets: np.ndarray, train: bool = False,
                  seed: int = 0) -> None:
@@ -57,25 +53,41 @@ class CachedImageDataset(Dataset):
         return len(self.targets)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        img = torch.from_numpy(np.array(self.images[i], dtype=np.uint8))
+        return {key: value[0] for key, value in self.__getitems__([i]).items()}
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """A whole batch at once: one read from the cache, one standardisation (the DataLoader
+        calls this with the batch's indices; :func:`pass_batch` is its collate function)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(idx)  # a memmap reads sorted indices fastest; restore the order after
+        imgs = np.asarray(self.images[idx[order]])[np.argsort(order)]
         if self.train:
-            img = _augment(img)
-        x = to_model_input(img)[0]
-        return {"features": x, "targets": torch.as_tensor(self.targets[i])}
+            imgs = np.stack([augment(im) for im in imgs])
+        return {"features": to_model_input(imgs), "targets": torch.as_tensor(self.targets[idx])}
 
 
-def _augment(img: torch.Tensor) -> torch.Tensor:
-    """Random horizontal flip and a random crop of 85-100 % resized back (torch RNG, seeded)."""
+def pass_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Collate function for datasets whose ``__getitems__`` already builds the batch."""
+    return batch
+
+
+def augment(img: np.ndarray) -> np.ndarray:
+    """Random horizontal flip and a random crop of 85-100 % resized back (torch RNG, seeded).
+
+    Geometric only: photometric augmentation did not help transfer to real films, and the
+    per-image standardisation already removes exposure differences.
+    """
+    import cv2
+
     if torch.rand(()) < 0.5:
-        img = img.flip(-1)
+        img = img[:, ::-1]
     h, w = img.shape
     scale = 0.85 + 0.15 * torch.rand(()).item()
     ch, cw = max(8, int(h * scale)), max(8, int(w * scale))
     top = int(torch.randint(0, h - ch + 1, ()).item())
     left = int(torch.randint(0, w - cw + 1, ()).item())
-    crop = img[top:top + ch, left:left + cw].float()[None, None]
-    out = torch.nn.functional.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
-    return out[0, 0].round().clamp(0, 255).to(torch.uint8)
+    crop = np.ascontiguousarray(img[top:top + ch, left:left + cw])
+    return cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def load_split_arrays(manifest: pd.DataFrame, task: str, image_size: int, cache_dir: str | Path,
@@ -113,7 +125,7 @@ def make_loaders(manifest_csv: str | Path, task: str, image_size: int, batch_siz
         generator = torch.Generator().manual_seed(seed)
         loaders[LOADER_NAMES[split]] = DataLoader(
             CachedImageDataset(images, targets, train=train, seed=seed),
-            batch_size=batch_size, shuffle=train, num_workers=num_workers,
+            batch_size=batch_size, shuffle=train, num_workers=num_workers, collate_fn=pass_batch,
             generator=generator, drop_last=train and len(targets) > batch_size,
             pin_memory=pin_memory, persistent_workers=num_workers > 0)
     return loaders

@@ -318,23 +318,44 @@ def all_class_cams(model: nn.Module, x: torch.Tensor | np.ndarray,
     ``normalize=False`` returns the raw (post-ReLU) maps.  Maps are scaled per map as described
     in the module docstring (flat maps -> zeros).
     """
-    clf = _check_head(model)
-    idx = _resolve_classes(classes, clf.out_features, class_names)
     x = _as_model_input(x, _device_of(model))
+    A, _ = features_and_logits(model, x)
+    return cams_from_features(model, A, classes, tuple(x.shape[-2:]) if upsample else None,
+                              class_names=class_names, normalize=normalize)
+
+
+def features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass through ``model`` (eval mode) returning the target layer's output ``A`` (norm5,
+    before the ReLU) and the logits computed from it exactly as ``XrayDenseNet.forward`` does,
+    so a caller that needs both the probabilities and the heatmaps runs the network once."""
+    clf = _check_head(model)
     was_training = model.training
     model.eval()
     try:
         xin = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # as XrayDenseNet.forward
-        A = model.features(xin).double()                          # (N, K, h, w)
+        A = model.features(xin)                                   # (N, K, h, w)
     finally:
         model.train(was_training)
+    logits = clf(F.adaptive_avg_pool2d(F.relu(A), 1).flatten(1))
+    return A, logits
+
+
+def cams_from_features(model: nn.Module, A: torch.Tensor, classes: Sequence[int | str] | None = None,
+                       out_size: tuple[int, int] | None = None, *,
+                       class_names: Sequence[str] | None = None,
+                       normalize: bool = True) -> np.ndarray:
+    """Grad-CAM maps of ``classes`` from the target layer's output ``A`` (see
+    :func:`all_class_cams` for the math); ``out_size=None`` keeps the ``h x w`` grid."""
+    clf = _check_head(model)
+    idx = _resolve_classes(classes, clf.out_features, class_names)
+    A = A.double()
     h, w = A.shape[-2:]
     frac_pos = (A > 0).double().mean(dim=(2, 3))                  # (N, K)
     W = clf.weight.detach().double()[idx]                         # (C, K)
     alpha = W[None] * frac_pos[:, None, :] / (h * w)              # (N, C, K)
     maps = torch.relu(torch.einsum("nck,nkij->ncij", alpha, A))   # (N, C, h, w)
-    if upsample:
-        maps = upsample_maps(maps, tuple(x.shape[-2:]))
+    if out_size is not None:
+        maps = upsample_maps(maps, out_size)
     if normalize:
         maps = normalize_maps(maps)
     return maps.float().cpu().numpy()

@@ -35,6 +35,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import chain, paper
+from .gradcam import cams_from_features, features_and_logits
 from .imageio import ImageReadError, pil_to_gray, read_gray, resize_gray, to_uint8
 from .models import load_checkpoint, to_model_input
 from .paths import project_paths
@@ -356,10 +357,12 @@ class Diagnoser:
         cams: dict[int, dict[str, np.ndarray]] = {}
         if to_chest.size:  # only chest films reach Module III
             x3 = self._input("chest", grays, to_chest, memo)
-            with torch.inference_mode():
-                finding_probs[to_chest] = self._probs("chest", x3)
-            if k:
-                cams = self._heatmaps(x3, finding_probs[to_chest], to_chest, k)
+            with torch.inference_mode():  # one pass gives both the probabilities and the maps
+                features, logits = features_and_logits(self.models["chest"], x3)
+                finding_probs[to_chest] = torch.sigmoid(logits.float()).cpu().numpy()
+                if k:
+                    cams = self._heatmaps(features, tuple(x3.shape[-2:]),
+                                          finding_probs[to_chest], to_chest, k)
 
         for j, slot in enumerate(slots):
             d = out[slot]
@@ -372,15 +375,12 @@ class Diagnoser:
                 d.heatmaps = cams.get(j) if k else None
         return out
 
-    def _heatmaps(self, x: torch.Tensor, probs: np.ndarray, rows: np.ndarray,
-                  k: int) -> dict[int, dict[str, np.ndarray]]:
-        """Grad-CAM maps of each image's top-``k`` findings, from one all-class pass."""
-        from .gradcam import all_class_cams
-
+    def _heatmaps(self, features: torch.Tensor, size: tuple[int, int], probs: np.ndarray,
+                  rows: np.ndarray, k: int) -> dict[int, dict[str, np.ndarray]]:
+        """Grad-CAM maps of each image's top-``k`` findings, from the features already computed."""
         top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         wanted = sorted(set(top.ravel().tolist()))
-        with torch.inference_mode():
-            maps = all_class_cams(self.models["chest"], x, classes=wanted)  # (m, len, H, W)
+        maps = cams_from_features(self.models["chest"], features, wanted, size)  # (m, len, H, W)
         col = {c: i for i, c in enumerate(wanted)}
         return {int(row): {paper.FINDINGS[c]: np.ascontiguousarray(maps[m, col[c]], np.float32)
                            for c in top[m]}

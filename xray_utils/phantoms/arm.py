@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .physics import (Canvas, Frame, Phantom, bone_blob, bone_tube, develop, ellipse, limb_soft_tissue,
-                      sample_view, streams)
+from .extras import limb_extras
+from .physics import (Canvas, E, Frame, Phantom, T, bone_blob, bone_tube, bone_union, develop, ellipse,
+                      limb_soft_tissue, sample_view, streams)
 
 # metacarpal base (x, y) on the distal carpal row, direction (deg, + = radial), length (cm)
 _MC = ((2.4, 3.0, 38.0, 4.4), (1.35, 3.7, 10.0, 6.6), (0.15, 3.8, 0.0, 6.3), (-0.95, 3.6, -10.0, 5.7),
@@ -172,62 +173,61 @@ class Arm:
         g, d = self.g, self.density
         arm = self.frames["arm"]
         Lh = self.Lh
-        bone_blob(cv, arm.pt(0.5 * g, 0.2 * g), (2.35 * g, 2.45 * g), density=d, depth=2.3 * g, texture=0.45)
-        bone_blob(cv, arm.pt(2.3 * g, 1.5 * g), (1.2 * g, 1.7 * g), density=d, depth=1.3 * g)
-        pts = arm.pts([(1.2 * g, 1.0 * g), (0.8 * g, 4.5 * g), (0.2 * g, 9 * g), (0.0, 18 * g),
-                       (0.0, Lh - 6.0 * g), (0.1 * g, Lh - 3.3 * g)])
-        bone_tube(cv, pts, np.array([1.9, 1.35, 1.12, 1.02, 1.1, 1.6]) * g, density=d,
-                  shaft=[False, False, True, True, True, False])
+        P = lambda x, y: arm.pt(x * g, y * g)  # noqa: E731
+        parts = [E(P(0.5, 0.2), (2.35 * g, 2.45 * g), 2.3 * g),                       # head
+                 E(P(2.3, 1.5), (1.2 * g, 1.7 * g), 1.3 * g),                         # greater tubercle
+                 T([P(1.2, 1.0), P(0.8, 4.5), P(0.2, 9.0), P(0.0, 18.0), P(0.0, Lh / g - 6.0), P(0.1, Lh / g - 3.3)],
+                   np.array([1.9, 1.35, 1.12, 1.02, 1.1, 1.6]) * g)]
         if self.pose.projection == "lat" and self.pose.elbow_flex > 0.7:
             # distal humerus in profile: anteriorly angled condyles seen as one rounded mass
-            bone_tube(cv, arm.pts([(0.0, Lh - 6 * g), (0.25 * g, Lh - 2.6 * g), (0.9 * g, Lh - 1.0 * g)]),
-                      np.array([1.1, 1.55, 1.0]) * g, density=d, shaft=[True, False, False])
-            bone_blob(cv, arm.pt(0.85 * g, Lh - 0.75 * g), (1.3 * g, 1.3 * g), density=d, depth=1.3 * g)
-            ellipse(cv, arm.pt(-0.2 * g, Lh - 2.6 * g), (0.55 * g, 1.0 * g), 0.8 * g, -0.5 * cv.excess("trabecular") * d,
-                    angle=arm.angle)
+            parts += [T([P(0.0, Lh / g - 6.0), P(0.25, Lh / g - 2.6)], np.array([1.1, 1.5]) * g),
+                      E(P(0.85, Lh / g - 0.75), (1.3 * g, 1.3 * g), 1.3 * g)]
         else:
-            bone_blob(cv, arm.pt(0.0, Lh - 1.7 * g), (2.9 * g, 1.3 * g), density=d, depth=1.2 * g,
-                      power=2.6, angle=arm.angle)
-            bone_blob(cv, arm.pt(-2.95 * g, Lh - 2.2 * g), (0.8 * g, 0.9 * g), density=d, depth=0.8 * g)
-            bone_blob(cv, arm.pt(2.75 * g, Lh - 2.0 * g), (0.6 * g, 0.8 * g), density=d, depth=0.7 * g)
-            bone_blob(cv, arm.pt(1.3 * g, Lh - 0.6 * g), (1.0 * g, 0.85 * g), density=d)    # capitulum
-            bone_blob(cv, arm.pt(-0.9 * g, Lh - 0.55 * g), (1.25 * g, 0.9 * g), density=d)  # trochlea
-            # olecranon fossa: thin bone, a lucent window above the trochlea
-            ellipse(cv, arm.pt(-0.2 * g, Lh - 2.6 * g), (0.95 * g, 1.0 * g), 0.8 * g, -0.6 * cv.excess("trabecular") * d,
-                    angle=arm.angle)
+            parts += [E(P(0.0, Lh / g - 1.7), (2.9 * g, 1.3 * g), 1.2 * g, power=2.6, angle=arm.angle),
+                      E(P(-2.95, Lh / g - 2.2), (0.8 * g, 0.9 * g), 0.8 * g),           # medial epicondyle
+                      E(P(2.75, Lh / g - 2.0), (0.6 * g, 0.8 * g), 0.7 * g),            # lateral epicondyle
+                      E(P(1.3, Lh / g - 0.6), (1.0 * g, 0.85 * g), 1.0 * g),            # capitulum
+                      E(P(-0.9, Lh / g - 0.55), (1.25 * g, 0.9 * g), 1.0 * g)]          # trochlea
+        bone_union(cv, parts, density=d, texture=0.3)
+        # olecranon fossa: thin bone, a lucent window above the trochlea
+        lat = self.pose.projection == "lat" and self.pose.elbow_flex > 0.7
+        ellipse(cv, P(-0.2, Lh / g - 2.6), ((0.55 if lat else 0.95) * g, 1.0 * g), 0.8 * g,
+                -0.6 * cv.excess("trabecular") * d, angle=arm.angle, soft_edge=0.2)
 
     def _draw_forearm_bones(self, cv: Canvas) -> None:
         g, d = self.g, self.density
         fore = self.frames["fore"]
-        Lf = self.Lf
+        Lf = self.Lf / g
         lat = self.pose.projection == "lat"
-        uv = self.ulnar_variance * g
+        uv = self.ulnar_variance
+        P = lambda x, y: fore.pt(x * g, y * g)  # noqa: E731
         # ulna: olecranon proximal (beyond the joint), tapering shaft, small distal head + styloid
         if lat:
-            upts = [(-1.6, -2.3), (-1.3, -0.6), (-0.6, 1.5), (-0.4, 6.0), (-0.5, 14.0), (-0.7, 21.0), (-0.9, 23.9)]
-            urad = [1.05, 1.35, 1.0, 0.75, 0.62, 0.6, 0.78]
+            upts = [(-1.3, -0.6), (-0.6, 1.5), (-0.4, 6.0), (-0.5, 14.0), (-0.7, 21.0), (-0.9, 23.3 + uv)]
+            olec = E(P(-1.5, -1.6), (1.0 * g, 1.3 * g), 1.0 * g, angle=fore.angle + 0.3)
         else:
-            upts = [(-1.1, -1.6), (-1.15, 0.4), (-1.05, 3.0), (-0.95, 10.0), (-1.1, 18.0), (-1.3, 22.5), (-1.4, 23.8)]
-            urad = [1.1, 1.3, 0.95, 0.72, 0.6, 0.6, 0.8]
-        upts = [(x * g, y * g + (uv if k == len(upts) - 1 else 0.0)) for k, (x, y) in enumerate(upts)]
-        bone_tube(cv, fore.pts(upts), np.array(urad) * g, density=d,
-                  shaft=[False, False, True, True, True, True, False],
-                  depths=np.array([0.8, 0.9, 0.85, 0.7, 0.6, 0.6, 0.7]) * g)
-        bone_blob(cv, fore.pt(-1.45 * g, 23.7 * g + uv), (0.85 * g, 0.7 * g), density=d)
-        bone_blob(cv, fore.pt(-1.95 * g, 24.2 * g + uv), (0.28 * g, 0.45 * g), density=d)
-        # radius: head + neck, tuberosity, lateral bowing, wide distal end with the styloid
+            upts = [(-1.15, 0.4), (-1.05, 3.0), (-0.95, 10.0), (-1.1, 18.0), (-1.3, 22.5), (-1.4, 23.3 + uv)]
+            olec = E(P(-1.1, -0.8), (1.15 * g, 1.4 * g), 1.0 * g)
+        ulna = [olec, T([P(x, y) for x, y in upts], np.array([1.3, 0.95, 0.72, 0.6, 0.6, 0.7]) * g,
+                        np.array([0.95, 0.85, 0.7, 0.6, 0.6, 0.65]) * g),
+                E(P(upts[-1][0] - 0.05, 23.7 + uv), (0.8 * g, 0.65 * g), 0.7 * g),
+                E(P(upts[-1][0] - 0.55, 24.2 + uv), (0.28 * g, 0.45 * g), 0.3 * g)]
+        bone_union(cv, ulna, density=d, texture=0.3)
+        # radius: head + neck, tuberosity, lateral bowing, wide flat distal end with the styloid
         if lat:
-            rpts = [(0.9, 0.5), (0.9, 2.0), (1.1, 6.0), (1.2, 13.0), (0.9, 19.0), (0.5, Lf / g - 2.4), (0.3, Lf / g - 0.4)]
+            rpts = [(0.9, 1.1), (0.9, 2.0), (1.1, 6.0), (1.2, 13.0), (0.9, 19.0), (0.5, Lf - 2.4)]
         else:
-            rpts = [(1.35, 0.5), (1.35, 2.0), (1.65, 5.5), (2.05, 12.0), (1.9, 18.5), (1.5, Lf / g - 2.4), (1.1, Lf / g - 0.4)]
-        rpts = [(x * g, y * g) for x, y in rpts]
-        bone_tube(cv, fore.pts(rpts), np.array([1.0, 0.72, 0.82, 0.76, 0.82, 1.2, 1.5]) * g, density=d,
-                  shaft=[False, False, True, True, True, False, False],
-                  depths=np.array([1.0, 0.72, 0.8, 0.72, 0.75, 0.8, 0.75]) * g)
-        head = fore.pt(rpts[0][0], 0.55 * g)
-        bone_blob(cv, head, (1.15 * g * (1 if not lat else 0.9), 0.55 * g), density=d, power=3.0, angle=fore.angle)
+            rpts = [(1.35, 1.1), (1.35, 2.0), (1.65, 5.5), (2.05, 12.0), (1.9, 18.5), (1.5, Lf - 2.4)]
+        xr = rpts[-1][0]
+        radius = [E(P(rpts[0][0], 0.55), ((1.15 if not lat else 1.0) * g, 0.55 * g), 0.9 * g, power=3.0,
+                    angle=fore.angle),
+                  T([P(x, y) for x, y in rpts], np.array([0.72, 0.7, 0.82, 0.76, 0.82, 1.2]) * g,
+                    np.array([0.72, 0.7, 0.8, 0.72, 0.75, 0.8]) * g),
+                  E(P(xr - (0.1 if lat else 0.4), Lf - 0.9), ((1.2 if lat else 1.65) * g, 0.9 * g), 0.8 * g,
+                    power=2.4, angle=fore.angle)]
         if not lat:
-            bone_blob(cv, fore.pt(rpts[-1][0] + 1.35 * g, Lf - 0.55 * g), (0.45 * g, 0.7 * g), density=d)
+            radius.append(E(P(xr + 1.15, Lf - 0.55), (0.45 * g, 0.7 * g), 0.5 * g))   # radial styloid
+        bone_union(cv, radius, density=d, texture=0.3)
 
     def _draw_hand_bones(self, cv: Canvas) -> None:
         g, d = self.g, self.density
@@ -277,7 +277,7 @@ def sample_arm(rng: np.random.Generator, root: Frame, pose: ArmPose) -> Arm:
 # ------------------------------------------------------------------------------------------
 # films of the upper limb
 # ------------------------------------------------------------------------------------------
-_NAMES = ("anatomy", "pose", "view", "texture", "detector")
+_NAMES = ("anatomy", "pose", "view", "texture", "detector", "extras")
 
 
 def _hand_up_arm(r: dict[str, np.random.Generator], projection: str | None = None, **pose_kw) -> Arm:
@@ -286,6 +286,15 @@ def _hand_up_arm(r: dict[str, np.random.Generator], projection: str | None = Non
     for k, v in pose_kw.items():
         setattr(pose, k, v)
     return sample_arm(r["anatomy"], Frame((0.0, 0.0), np.pi), pose)
+
+
+def _arm_extras(cv: Canvas, arm: Arm, rng: np.random.Generator) -> list[str]:
+    """Cast over the distal forearm, a plate on the radius, a bracelet at the wrist (sometimes)."""
+    g, s = arm.g, arm.soft_scale
+    seg = ([arm.fore_point(0.1, 9.0), arm.fore_point(0.25, arm.Lf / g + 2.5)], np.array([3.8, 3.0]) * g * s)
+    bone = (arm.fore_point(1.9, 9.0), arm.fore_point(1.8, 19.0))
+    wrist = (arm.fore_point(0.2, arm.Lf / g - 1.8), 2.9 * g * s, arm.frames["fore"].angle)
+    return limb_extras(cv, rng, seg, bone, wrist)
 
 
 def render_hand(seed, size: int = 128, *, return_attenuation: bool = False) -> Phantom:
@@ -298,7 +307,8 @@ def render_hand(seed, size: int = 128, *, return_attenuation: bool = False) -> P
                        angle_sd=0.25, shift=0.1)
     cv = Canvas(view, r["texture"], hardness=float(r["view"].uniform(0.0, 0.3)))
     arm.draw(cv, upper=False)
-    return develop(cv, r["detector"], "hand", meta={"projection": arm.pose.projection},
+    extras = _arm_extras(cv, arm, r["extras"])
+    return develop(cv, r["detector"], "hand", meta={"extras": extras, "projection": arm.pose.projection},
                    return_attenuation=return_attenuation)
 
 
@@ -317,7 +327,8 @@ def render_finger(seed, size: int = 128, *, return_attenuation: bool = False) ->
     view = sample_view(r["view"], size, center, fov, up=up, angle_sd=0.2, shift=0.05)
     cv = Canvas(view, r["texture"], hardness=float(r["view"].uniform(0.0, 0.3)))
     arm.draw(cv, upper=False)
-    return develop(cv, r["detector"], "finger", meta={"projection": arm.pose.projection, "ray": ray},
+    extras = _arm_extras(cv, arm, r["extras"])
+    return develop(cv, r["detector"], "finger", meta={"extras": extras, "projection": arm.pose.projection, "ray": ray},
                    return_attenuation=return_attenuation)
 
 
@@ -326,12 +337,14 @@ def render_wrist(seed, size: int = 128, *, return_attenuation: bool = False) -> 
     r = streams(seed, _NAMES)
     arm = _hand_up_arm(r)
     center = arm.hand_point(0.3, r["view"].uniform(0.2, 2.0))
-    fov = float(r["view"].uniform(12.0, 18.0)) * arm.g
+    # dedicated wrist films are coned down; trauma series often show half the forearm too
+    fov = float(r["view"].uniform(12.0, 18.0) if r["view"].random() < 0.7 else r["view"].uniform(20.0, 30.0)) * arm.g
     view = sample_view(r["view"], size, center, fov, base_angle=np.pi * (r["view"].random() < 0.4),
                        angle_sd=0.2, shift=0.06)
     cv = Canvas(view, r["texture"], hardness=float(r["view"].uniform(0.0, 0.3)))
     arm.draw(cv, upper=False)
-    return develop(cv, r["detector"], "wrist", meta={"projection": arm.pose.projection},
+    extras = _arm_extras(cv, arm, r["extras"])
+    return develop(cv, r["detector"], "wrist", meta={"extras": extras, "projection": arm.pose.projection},
                    return_attenuation=return_attenuation)
 
 
@@ -354,7 +367,8 @@ def render_forearm(seed, size: int = 128, *, return_attenuation: bool = False) -
                        angle_sd=0.3, shift=0.06)
     cv = Canvas(view, r["texture"], hardness=float(r["view"].uniform(0.0, 0.3)))
     arm.draw(cv)
-    return develop(cv, r["detector"], "forearm", meta={"projection": arm.pose.projection},
+    extras = _arm_extras(cv, arm, r["extras"])
+    return develop(cv, r["detector"], "forearm", meta={"extras": extras, "projection": arm.pose.projection},
                    return_attenuation=return_attenuation)
 
 
@@ -366,10 +380,11 @@ def render_elbow(seed, size: int = 128, *, return_attenuation: bool = False) -> 
     pose.elbow_flex = float(r["pose"].uniform(1.3, 1.8) if lateral else abs(r["pose"].normal(0.0, 0.12)))
     arm = sample_arm(r["anatomy"], Frame((0.0, 0.0), 0.0), pose)
     center = arm.elbow
-    fov = float(r["view"].uniform(15.0, 24.0)) * arm.g
+    fov = float(r["view"].uniform(15.0, 24.0) if r["view"].random() < 0.6 else r["view"].uniform(26.0, 40.0)) * arm.g
     view = sample_view(r["view"], size, center, fov, base_angle=float(r["view"].uniform(-0.5, 0.5)),
                        angle_sd=0.2, shift=0.06)
     cv = Canvas(view, r["texture"], hardness=float(r["view"].uniform(0.0, 0.3)))
     arm.draw(cv, hand=False)
-    return develop(cv, r["detector"], "elbow", meta={"projection": pose.projection},
+    extras = _arm_extras(cv, arm, r["extras"])
+    return develop(cv, r["detector"], "elbow", meta={"extras": extras, "projection": pose.projection},
                    return_attenuation=return_attenuation)

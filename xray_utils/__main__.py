@@ -6,7 +6,7 @@ import importlib
 import sys
 
 #: Sub-commands and the modules that implement them (each has ``add_parser(subparsers)``).
-_COMMANDS = ("runner", "training", "cli_diagnose", "cli_download", "bench")
+_COMMANDS = ("runner", "training", "cli_diagnose", "cli_download", "bench", "transfer")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0] + ": run make PYTHON=python3.11 ..."'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
+	# pip 24.1+ rejects catalyst 22.4's malformed metadata ("invalid metadata"), so pin pip below it
+	$(BIN)/python -m pip install "pip>=23,<24.1"
 	$(BIN)/python -m pip install -c requirements/constraints.txt -e ".[test]"
 	@touch $(STAMP)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from xray_utils import models
 
 
 @dataclass(frozen=True)
@@ -186,36 +187,10 @@ def write_corpus(folder: str | Path) -> list[tuple[Path, Expectation]]:
     return out
 
 
-ROUTES = ("not_xray", "type_only", "chest")
+ROUTES = models.ROUTES
 
 
 def write_tiny_checkpoints(folder: str | Path, route: str = "chest", image_size: int = 32,
                            seed: int = 0, type_only_as: str = "hand") -> Path:
-    """``<folder>/<task>/best.{json,safetensors}`` for the three tasks; returns ``folder``.
-
-    Modules I and II are untrained DenseNet-121s whose classifier weights are zeroed and whose
-    bias forces the answer of ``route``: ``"not_xray"`` (Module I says photo), ``"type_only"``
-    (X-ray of type ``type_only_as``) or ``"chest"`` (X-ray, chest film).  Module III keeps its
-    random head, so its probabilities and heatmaps differ between images.
-    """
-    import torch
-
-    from xray_utils import paper
-    from xray_utils.models import build_model, checkpoint_meta, save_checkpoint
-
-    if route not in ROUTES:
-        raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
-    folder = Path(folder)
-    torch.manual_seed(seed)
-    forced = {"xray_or_not": "not_xray" if route == "not_xray" else "xray",
-              "xray_type": "chest" if route == "chest" else type_only_as}
-    for task in paper.TASKS:
-        model = build_model(task)
-        if task in forced:
-            classes = list(paper.classes_for(task))
-            with torch.no_grad():
-                model.classifier.weight.zero_()
-                model.classifier.bias.fill_(-10.0)
-                model.classifier.bias[classes.index(forced[task])] = 10.0
-        save_checkpoint(model, folder / task / "best", checkpoint_meta(task, image_size=image_size))
-    return folder
+    """Untrained checkpoints forcing ``route`` (see :func:`xray_utils.models.write_routed_checkpoints`)."""
+    return models.write_routed_checkpoints(folder, route, image_size, seed, type_only_as)

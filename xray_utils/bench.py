@@ -414,7 +414,7 @@ def bench_threads(cfg: BenchConfig) -> dict[str, Any]:
 # data
 # --------------------------------------------------------------------------------------------
 def _read_cache_raw(images: np.ndarray, seconds: float) -> float:
-    """images/s of reading cache entries one at a time, as ``CachedImageDataset`` does."""
+    """images/s of reading cache entries one at a time (the baseline the batched read beats)."""
     n, count = len(images), 0
     t0 = time.perf_counter()
     while True:
@@ -480,7 +480,7 @@ def _standardise_rates(images: np.ndarray, batch: int, seconds: float) -> tuple[
 def bench_data(cfg: BenchConfig, sources: Sequence[Source], manifest: Path, cache_dir: Path,
                progress: bool = True) -> dict[str, Any]:
     """Decoding the sources vs reading the preprocessing cache, per image size, on one core."""
-    from .data import CachedImageDataset, make_loaders
+    from .data import CachedImageDataset, make_loaders, pass_batch
     from .imageio import ImageReadError, read_gray, resize_gray
 
     fmts = sorted({s.fmt for s in sources})
@@ -519,7 +519,7 @@ def bench_data(cfg: BenchConfig, sources: Sequence[Source], manifest: Path, cach
         images = train_loader.dataset.images
         eval_loader = torch.utils.data.DataLoader(
             CachedImageDataset(images, train_loader.dataset.targets, train=False),
-            batch_size=batch)
+            batch_size=batch, collate_fn=pass_batch)
         raw = _read_cache_raw(images, cfg.cache_seconds)
         loader_train = _read_loader(train_loader, cfg.cache_seconds)
         loader_eval = _read_loader(eval_loader, cfg.cache_seconds)
@@ -667,27 +667,12 @@ def bench_training(cfg: BenchConfig, manifest: Path, cache_dir: Path, device: to
 # inference
 # --------------------------------------------------------------------------------------------
 def write_untrained_checkpoints(folder: Path, image_size: int, seed: int = 0) -> Path:
-    """Untrained DenseNet-121 checkpoints for the three modules, in ``folder/<task>/best.*``.
+    """Untrained checkpoints that send every image through all three modules (chest route):
+    the compute is that of trained models, the predictions mean nothing."""
+    from .models import write_routed_checkpoints
 
-    The heads of Modules I and II are set (zero weights, a large bias) so every image is taken
-    for a chest X-ray and runs all three modules: the compute is that of trained models, the
-    predictions mean nothing.
-    """
-    from .models import build_model, checkpoint_meta, save_checkpoint
-
-    forced = {"xray_or_not": "xray", "xray_type": "chest"}
-    torch.manual_seed(seed)
-    for task in paper.TASKS:
-        model = build_model(task)
-        if task in forced:
-            classes = list(paper.classes_for(task))
-            with torch.no_grad():
-                model.classifier.weight.zero_()
-                model.classifier.bias.fill_(-10.0)
-                model.classifier.bias[classes.index(forced[task])] = 10.0
-        meta = checkpoint_meta(task, image_size, training={"note": "untrained, for the bench"})
-        save_checkpoint(model, folder / task / "best", meta)
-    return folder
+    return write_routed_checkpoints(folder, "chest", image_size, seed,
+                                    note="untrained, for the bench")
 
 
 def _checkpoints_present(folder: Path) -> bool:

@@ -380,7 +380,7 @@ def render_elbow(seed, size: int = 128, *, return_attenuation: bool = False) -> 
     pose.elbow_flex = float(r["pose"].uniform(1.3, 1.8) if lateral else abs(r["pose"].normal(0.0, 0.12)))
     arm = sample_arm(r["anatomy"], Frame((0.0, 0.0), 0.0), pose)
     center = arm.elbow
-    fov = float(r["view"].uniform(15.0, 24.0) if r["view"].random() < 0.6 else r["view"].uniform(26.0, 40.0)) * arm.g
+    fov = float(r["view"].uniform(15.0, 24.0) if r["view"].random() < 0.8 else r["view"].uniform(24.0, 32.0)) * arm.g
     view = sample_view(r["view"], size, center, fov, base_angle=float(r["view"].uniform(-0.5, 0.5)),
                        angle_sd=0.2, shift=0.06)
     cv = Canvas(view, r["texture"], hardness=float(r["view"].uniform(0.0, 0.3)))

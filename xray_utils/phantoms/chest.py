@@ -729,7 +729,8 @@ def render_chest(seed, size: int = 128, *, findings: Iterable[str] | None = None
     for f in objs:
         x, y, w, h = view.box_to_pixels(*f.box())
         boxes.append((f.name, x, y, w, h))
-    meta = {"ctr": torso.ctr(), "normal_ctr": base_torso.ctr(), "patient": None if patient is None else list(np.atleast_1d(patient))}
+    meta = {"ctr": float(torso.ctr()), "normal_ctr": float(base_torso.ctr()),
+            "patient": None if patient is None else [int(p) for p in np.atleast_1d(patient)]}
     return develop(cv, r["detector"], "chest", meta=meta, findings=names, boxes=boxes,
                    return_attenuation=return_attenuation)
 

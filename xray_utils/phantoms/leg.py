@@ -326,7 +326,7 @@ def render_ankle(seed, size: int = 128, *, return_attenuation: bool = False) -> 
     pose = LegPose(projection="lat" if lateral else "ap", foot_view="lat" if lateral else "ap",
                    toe_curl=float(r["pose"].uniform(0, 0.5)))
     leg = sample_leg(r["anatomy"], Frame((0.0, 0.0), 0.0), pose)
-    fov = float(r["view"].uniform(16.0, 27.0) if r["view"].random() < 0.6 else r["view"].uniform(28.0, 42.0)) * leg.g
+    fov = float(r["view"].uniform(16.0, 27.0) if r["view"].random() < 0.7 else r["view"].uniform(27.0, 36.0)) * leg.g
     center = np.array(leg.ankle)
     if lateral:
         center = center + (np.array(leg.foot_point(1.5, 2.0)) - center) * 0.4

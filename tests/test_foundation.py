@@ -172,3 +172,14 @@ def test_runner_names_the_failing_notebook_and_cell(tmp_path):
     # numbered as in the source notebook (papermill's injected cells are not counted)
     assert "cell 3 (`raise ValueError('boom')`)" in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_full_profile_without_datasets_fails_at_once_naming_the_folders(tmp_path):
+    cmd = [sys.executable, "-m", "xray_utils", "run", "--profile", "full", "-p", "EPOCHS", "1",
+           "-p", "DATA_DIR", str(tmp_path / "data"), "-p", "RUN_DIR", str(tmp_path / "run"),
+           "-p", "FIGURES_DIR", str(tmp_path / "fig")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "00_data_preparation.ipynb" in done.stderr  # stops at the first notebook
+    assert str(tmp_path / "data" / "raw") in done.stderr and "data/README.md" in done.stderr
+    assert "01_train" not in done.stdout

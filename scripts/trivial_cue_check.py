@@ -19,17 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from xray_utils import paper
-from xray_utils.phantoms import render
-
-
-def stats(img: np.ndarray) -> list[float]:
-    img = img.astype(np.float32)
-    n = img.shape[0]
-    b = max(1, n // 8)
-    border = np.concatenate([img[:b].ravel(), img[-b:].ravel(), img[:, :b].ravel(), img[:, -b:].ravel()])
-    centre = img[n // 4:3 * n // 4, n // 4:3 * n // 4]
-    return [img.mean(), img.std(), *np.percentile(img, [5, 25, 50, 75, 95]), border.mean(), centre.mean()]
-
+from xray_utils.phantoms import simple_image_stats as stats, render
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -61,3 +61,14 @@ def tiny_task(tmp_path):
     def make(task: str, n: int = 80, size: int = 32, seed: int = 0) -> Path:
         return write_tiny_task(tmp_path / f"data_{task}", task, n=n, size=size, seed=seed)
     return make
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tests with one torch thread (steadier on a shared 2-core machine)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

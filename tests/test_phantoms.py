@@ -7,21 +7,10 @@ from scipy import ndimage as ndi
 
 from xray_utils import manifests, paper
 from xray_utils.imageio import resize_gray
-from xray_utils.phantoms import render, render_chest, render_photo, sample_findings
+from xray_utils.phantoms import simple_image_stats as simple_stats, render, render_chest, render_photo, sample_findings
 from xray_utils.phantoms.physics import Canvas, View, line_bundle, lowpass, streams, tube
 
 KINDS = (*paper.XRAY_TYPES, "photo")
-
-
-def simple_stats(img: np.ndarray) -> list[float]:
-    """The trivial cues a shortcut learner could use: brightness, contrast, histogram, borders."""
-    img = img.astype(np.float32)
-    n = img.shape[0]
-    b = max(1, n // 8)
-    border = np.concatenate([img[:b].ravel(), img[-b:].ravel(), img[:, :b].ravel(), img[:, -b:].ravel()])
-    centre = img[n // 4:3 * n // 4, n // 4:3 * n // 4]
-    return [img.mean(), img.std(), *np.percentile(img, [5, 25, 50, 75, 95]), border.mean(), centre.mean()]
-
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_renders_a_varied_8bit_image(kind):

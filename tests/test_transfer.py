@@ -39,3 +39,24 @@ def test_transfer_without_samples_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("XRAY_REAL_SAMPLES", str(tmp_path / "nothing"))
     with pytest.raises(FileNotFoundError, match="labels.csv"):
         score_transfer(tmp_path, tmp_path / "nothing")
+
+
+def test_transfer_on_the_held_out_split_only(tmp_path):
+    shared = shared_dir()
+    if shared is None or not (shared / "real-samples" / "labels.csv").is_file():
+        pytest.skip("../shared/real-samples is absent: no real films to score transfer on")
+    import pandas as pd
+
+    samples = shared / "real-samples"
+    labels = pd.read_csv(samples / "labels.csv", dtype=str, keep_default_na=False)
+    held_out = labels.iloc[::25]  # a few films and photographs
+    manifest = tmp_path / "xray_or_not.csv"
+    pd.DataFrame({"path": [str(samples / f) for f in held_out["file"]], "label": "xray",
+                  "patient_id": "p", "split": "test", "source": "real-samples", "boxes": "",
+                  "width": 0, "height": 0}).to_csv(manifest, index=False)
+    for task in ("xray_or_not", "xray_type"):
+        save_checkpoint(build_model(task), tmp_path / task / "best", checkpoint_meta(task, 32))
+    from xray_utils.transfer import held_out_files
+
+    scores = score_transfer(tmp_path, samples, progress=False, only_files=held_out_files(manifest))
+    assert scores["n_films"] + scores["n_photos"] == len(held_out)

@@ -12,7 +12,9 @@ reports:
 * body-part (X-ray type) accuracy per type, and balanced accuracy beside plain accuracy (chest
   is about half of the films, so plain accuracy flatters a chest-heavy model).
 
-Command line: ``python -m xray_utils transfer [--checkpoints DIR] [--samples DIR] [--json OUT]``.
+Command line: ``python -m xray_utils transfer [--checkpoints DIR] [--samples DIR] [--json OUT]
+[--test-split-of TASK_MANIFEST]``; the last option scores only the held-out part of the folder,
+for models trained with the folder mixed in (``-p EXTRA_DATA``).
 """
 from __future__ import annotations
 
@@ -49,10 +51,20 @@ def _predict(model: torch.nn.Module, images: np.ndarray, batch: int = 64) -> np.
     return np.concatenate(out)
 
 
+def held_out_files(task_manifest: str | Path) -> set[str]:
+    """Resolved paths of a task manifest's test split (for models that trained on part of the
+    real folder: score them on its held-out part only)."""
+    from .manifests import read_task_manifest
+
+    df = read_task_manifest(task_manifest)
+    return {str(Path(p).resolve()) for p in df.loc[df["split"] == "test", "path"]}
+
+
 def score_transfer(checkpoints_dir: str | Path | None = None,
                    samples_dir: str | Path | None = None,
-                   progress: bool = True) -> dict[str, Any]:
-    """Scores of the Module I and II checkpoints on a labelled folder of real images."""
+                   progress: bool = True, only_files: set[str] | None = None) -> dict[str, Any]:
+    """Scores of the Module I and II checkpoints on a labelled folder of real images
+    (``only_files``: resolved paths to keep, e.g. :func:`held_out_files` a mixed run)."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score, roc_curve
 
     checkpoints_dir = Path(checkpoints_dir or project_paths("demo").checkpoints_dir)
@@ -62,6 +74,11 @@ def score_transfer(checkpoints_dir: str | Path | None = None,
             "no labelled folder of real images: pass samples_dir (a folder with labels.csv, "
             "e.g. ../shared/real-samples) or set XRAY_REAL_SAMPLES")
     labels = pd.read_csv(samples_dir / "labels.csv", dtype=str, keep_default_na=False)
+    if only_files is not None:
+        keep_rows = [str((samples_dir / f).resolve()) in only_files for f in labels["file"]]
+        labels = labels[keep_rows].reset_index(drop=True)
+        if labels.empty:
+            raise FileNotFoundError(f"none of the selected files is listed in {samples_dir}/labels.csv")
     m1, meta1 = load_checkpoint(checkpoints_dir / "xray_or_not" / "best.json")
     m2, meta2 = load_checkpoint(checkpoints_dir / "xray_type" / "best.json")
     size1, size2 = meta1["image_size"], meta2["image_size"]
@@ -134,7 +151,9 @@ def format_report(scores: dict[str, Any]) -> str:
 
 def main(args) -> int:
     try:
-        scores = score_transfer(args.checkpoints, args.samples, progress=not args.json)
+        only = held_out_files(args.test_split_of) if args.test_split_of else None
+        scores = score_transfer(args.checkpoints, args.samples, progress=not args.json,
+                                only_files=only)
     except FileNotFoundError as exc:
         print(f"transfer: {exc}")
         return 2
@@ -149,4 +168,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--checkpoints", help="checkpoints folder (default: the demo run's)")
     p.add_argument("--samples", help="labelled folder of real images (default: ../shared/real-samples)")
     p.add_argument("--json", help="also write the scores to this JSON file")
+    p.add_argument("--test-split-of", metavar="TASK_MANIFEST",
+                   help="score only the images in this manifest's test split (for models that "
+                        "trained on part of the folder, e.g. with -p EXTRA_DATA)")
     p.set_defaults(func=main)

@@ -151,7 +151,8 @@ def format_report(scores: dict[str, Any]) -> str:
 
 def main(args) -> int:
     try:
-        only = held_out_files(args.test_split_of) if args.test_split_of else None
+        only = (set().union(*(held_out_files(m) for m in args.test_split_of))
+                if args.test_split_of else None)
         scores = score_transfer(args.checkpoints, args.samples, progress=not args.json,
                                 only_files=only)
     except FileNotFoundError as exc:
@@ -168,7 +169,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--checkpoints", help="checkpoints folder (default: the demo run's)")
     p.add_argument("--samples", help="labelled folder of real images (default: ../shared/real-samples)")
     p.add_argument("--json", help="also write the scores to this JSON file")
-    p.add_argument("--test-split-of", metavar="TASK_MANIFEST",
-                   help="score only the images in this manifest's test split (for models that "
-                        "trained on part of the folder, e.g. with -p EXTRA_DATA)")
+    p.add_argument("--test-split-of", metavar="TASK_MANIFEST", action="append",
+                   help="score only the images in the test split of these manifests "
+                        "(repeatable; for models that trained on part of the folder, e.g. with "
+                        "-p EXTRA_DATA)")
     p.set_defaults(func=main)

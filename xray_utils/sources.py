@@ -28,11 +28,9 @@ def load_profile_images(profile: str, paths: ProjectPaths, cfg: Mapping[str, Any
     if profile == "demo":
         from .demo import build_demo_dataset
 
-        out = build_demo_dataset(paths.demo_dir, image_size=int(cfg["DEMO_IMAGE_SIZE"]),
-                                 per_type=int(cfg["DEMO_PER_TYPE"]), n_chest=int(cfg["DEMO_CHEST"]),
-                                 n_photos=int(cfg["DEMO_PHOTOS"]), seed=seed)
-        manifest = Path(out)
-        images = read_image_manifest(manifest if manifest.suffix == ".csv" else manifest / "images.csv")
+        images = read_image_manifest(build_demo_dataset(
+            paths.demo_dir, image_size=int(cfg["DEMO_IMAGE_SIZE"]), per_type=int(cfg["DEMO_PER_TYPE"]),
+            n_chest=int(cfg["DEMO_CHEST"]), n_photos=int(cfg["DEMO_PHOTOS"]), seed=seed))
     elif profile == "full":
         from .datasets import build_full_image_manifest, require_datasets
 

@@ -134,8 +134,6 @@ class ResumableCheckpointCallback(ICheckpointCallback):
         self.best = float("inf") if minimize else -float("inf")
         self.best_epoch = 0
         self.history: list[dict[str, Any]] = []
-        self.resumed_from = 0
-        self.started = time.time()
 
     @property
     def last_path(self) -> Path:
@@ -162,7 +160,6 @@ class ResumableCheckpointCallback(ICheckpointCallback):
         self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
         self.history = json.loads(state["history"])
         done = int(state["epoch"])
-        self.resumed_from = done
         runner.epoch_step = min(done, runner.num_epochs)
         if done >= runner.num_epochs:
             print(f"{self.task}: training already finished ({done} epochs) in {self.folder}; "

@@ -17,7 +17,9 @@ from xray_utils import paper
 from xray_utils.models import load_checkpoint, to_model_input
 from xray_utils.paths import project_paths
 from xray_utils.profiles import settings
-from xray_utils.training import describe_settings, make_optimizer, sklearn_scores, train_task
+from xray_utils.models import build_model, init_features_from, save_checkpoint, checkpoint_meta
+from xray_utils.training import (describe_settings, init_source, make_optimizer, make_scheduler,
+                                 sklearn_scores, train_task)
 
 
 def _train(manifest, run_dir, task="xray_or_not", **overrides):
@@ -31,7 +33,8 @@ def _train(manifest, run_dir, task="xray_or_not", **overrides):
 def test_training_learns_and_saves_a_self_describing_checkpoint(tiny_task, tmp_path):
     torch.set_num_threads(1)
     # enough steps for batch-norm running statistics to settle (validation uses them)
-    result, paths = _train(tiny_task("xray_or_not", n=240), tmp_path / "run", EPOCHS=3)
+    # (27 steps in all: at the demo's peak rate of 3e-3 the running statistics lag behind)
+    result, paths = _train(tiny_task("xray_or_not", n=240), tmp_path / "run", EPOCHS=3, LR=1e-3)
     assert result.best_score > 0.75, result.history
     model, meta = load_checkpoint(result.best_checkpoint)
     assert meta["classes"] == list(paper.XRAY_OR_NOT_CLASSES)
@@ -46,7 +49,7 @@ def test_training_learns_and_saves_a_self_describing_checkpoint(tiny_task, tmp_p
 
 def test_multilabel_training_reports_sklearn_auc(tiny_task, tmp_path):
     torch.set_num_threads(1)
-    result, _ = _train(tiny_task("chest"), tmp_path / "run", task="chest", LR=1e-3)
+    result, _ = _train(tiny_task("chest"), tmp_path / "run", task="chest", LR=1e-3, INIT_FROM="none")
     valid = result.history[(result.history["loader"] == "valid")]
     aucs = valid[valid["metric"].str.startswith("auc_")]
     assert len(aucs) and aucs["value"].between(0, 1).all()
@@ -98,6 +101,16 @@ def test_interrupted_training_resumes_at_next_epoch(tiny_task, tmp_path):
     assert f"EPOCHS 3 RESUMED {done}" in rerun.stdout
     history = pd.read_csv(last.parent / "history.csv")
     assert sorted(history["epoch"].unique()) == [1, 2, 3]
+    # the learning-rate schedule (one-cycle in the demo) continued where it stopped: the rates
+    # equal those of a training that was never interrupted
+    paths = project_paths("demo", data_dir=tmp_path / "ref" / "data", run_dir=tmp_path / "ref",
+                          figures_dir=tmp_path / "ref" / "fig").ensure()
+    cfg = settings("demo", "xray_or_not", IMAGE_SIZE=48, EPOCHS=3, BATCH_SIZE=16)
+    assert cfg["SCHEDULER"]["name"] == "OneCycleLR"
+    torch.set_num_threads(1)
+    ref = train_task("xray_or_not", manifest, paths, cfg, verbose=False).history
+    lr = lambda h: h[(h["loader"] == "train") & (h["metric"] == "lr")].set_index("epoch")["value"]
+    assert np.allclose(lr(history).sort_index(), lr(ref).sort_index(), rtol=1e-6), (lr(history), lr(ref))
 
 
 def test_changed_settings_start_over(tiny_task, tmp_path):
@@ -147,3 +160,58 @@ def test_distributed_training_with_two_cpu_processes(tiny_task, tmp_path):
     assert '"epochs": 1' in done.stdout
     model, meta = load_checkpoint(run / "checkpoints" / "xray_or_not" / "best.json")
     assert meta["training"]["DISTRIBUTED"] == 2 and meta["training"]["processes"] == 2
+
+
+def test_one_cycle_schedule_warms_up_then_anneals():
+    cfg = settings("demo", "chest", LR=3e-3, EPOCHS=4)
+    assert cfg["SCHEDULER"]["name"] == "OneCycleLR"
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg["LR"])
+    sched = make_scheduler(cfg, opt, steps_per_epoch=10)
+    rates = []
+    for _ in range(40):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = int(np.argmax(rates))
+    assert rates[peak] == pytest.approx(3e-3)
+    assert 5 <= peak <= 15  # pct_start 0.25 of 40 steps
+    assert rates[0] < 3e-3 / 10 and rates[-1] < 3e-3 / 100
+    with pytest.raises(ValueError, match="unsupported scheduler"):
+        make_scheduler({**cfg, "SCHEDULER": {"name": "StepLR"}}, opt)
+
+
+def test_full_profile_keeps_the_papers_schedule():
+    for task in paper.TASKS:
+        cfg = settings("full", task)
+        assert cfg["SCHEDULER"] == paper.HYPERPARAMETERS[task]["scheduler"]
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg["LR"])
+        assert isinstance(make_scheduler(cfg, opt), torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def test_init_features_from_copies_the_feature_extractor_only(tmp_path):
+    torch.manual_seed(0)
+    source = build_model("xray_type")
+    ckpt = save_checkpoint(source, tmp_path / "best", checkpoint_meta("xray_type", 32))
+    torch.manual_seed(1)
+    target = build_model("chest")
+    head = target.classifier.weight.detach().clone()
+    assert not torch.equal(target.features.conv0.weight, source.features.conv0.weight)
+    n = init_features_from(target, ckpt)
+    assert n == len([k for k in source.state_dict() if k.startswith("features.")])
+    for (k, a), b in zip(source.features.state_dict().items(), target.features.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert torch.equal(target.classifier.weight, head)  # 14 findings: a fresh head
+
+
+def test_init_from_a_missing_module_says_which_notebook_to_run(tmp_path):
+    paths = project_paths("demo", data_dir=tmp_path / "d", run_dir=tmp_path / "r",
+                          figures_dir=tmp_path / "f")
+    cfg = settings("demo", "chest")
+    assert cfg["INIT_FROM"] == "xray_type"
+    with pytest.raises(FileNotFoundError, match=r"02_.*INIT_FROM none") as err:
+        init_source(cfg, paths)
+    assert str(paths.checkpoint_dir("xray_type")) in str(err.value)
+    assert init_source({**cfg, "INIT_FROM": "none"}, paths) is None
+    assert init_source(settings("full", "chest"), paths) is None
+    table = describe_settings(cfg, "chest")
+    assert table.loc["initial weights"].iloc[0] == "from xray_type"

@@ -95,7 +95,7 @@ def load_split_arrays(manifest: pd.DataFrame, task: str, image_size: int, cache_
                       seed: int = 0) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Cached images, targets and manifest rows of one split (unreadable images dropped)."""
     rows = manifest[manifest["split"] == split].reset_index(drop=True)
-    if max_items is not None and len(rows) > max_items:
+    if max_items and len(rows) > max_items:  # None or 0: all
         rows = rows.sample(n=max_items, random_state=seed).reset_index(drop=True)
     if rows.empty:
         raise ValueError(f"the {task} manifest has no images in split {split!r}")

@@ -168,6 +168,28 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     return model.to(device).eval(), meta
 
 
+def init_features_from(model: XrayDenseNet, checkpoint: str | Path) -> int:
+    """Start ``model``'s feature extractor from another trained checkpoint (transfer learning).
+
+    Copies every ``features.*`` tensor of ``checkpoint`` (a ``best.json`` or its stem) into
+    ``model``; the classifier keeps its fresh initialisation, since the other model's classes
+    differ.  This is what the paper does with ImageNet weights for Module III; offline, the demo
+    starts Module III from Module II, whose features have already learnt what radiographs look
+    like.  Returns the number of tensors copied.
+    """
+    source, _ = load_checkpoint(checkpoint)
+    theirs = {k: v for k, v in source.state_dict().items() if k.startswith("features.")}
+    mine = model.state_dict()
+    bad = [k for k, v in theirs.items() if k not in mine or mine[k].shape != v.shape]
+    if bad or not theirs:
+        raise ValueError(f"{checkpoint}: its feature weights do not fit a DenseNet-121 "
+                         f"({len(bad)} mismatched tensors, e.g. {bad[:2]})")
+    with torch.no_grad():
+        for k, v in theirs.items():
+            mine[k].copy_(v)
+    return len(theirs)
+
+
 #: Where untrained checkpoints written by :func:`write_routed_checkpoints` send every image.
 ROUTES: tuple[str, ...] = ("not_xray", "type_only", "chest")
 

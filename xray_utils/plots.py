@@ -266,12 +266,10 @@ def plot_learning_curves(history_df: pd.DataFrame, out_png: str | Path,
     for ax in axes.ravel()[len(metrics):]:
         ax.axis("off")
     for ax, metric in zip(axes.ravel(), metrics):
-        sub = history_df[history_df["metric"] == metric]
-        for loader, part in sub.groupby("loader", sort=False):
-            part = part.sort_values("epoch")
-            ax.plot(part["epoch"], part["value"].astype(float), marker="o", ms=3.5,
-                    label=str(loader))
-        ax.set(title=str(metric), xlabel="epoch")
+        sub = history_df[history_df["metric"] == metric].astype({"value": float})
+        sns.lineplot(data=sub.sort_values("epoch"), x="epoch", y="value", hue="loader",
+                     marker="o", markersize=4, ax=ax, errorbar=None)
+        ax.set(title=str(metric), xlabel="epoch", ylabel="")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:

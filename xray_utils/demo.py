@@ -154,9 +154,9 @@ def _write_json(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def build_demo_dataset(out_dir: str | Path, *, image_size: int = 128, per_type: int = 110, n_chest: int = 1800,
-                       n_photos: int = 1000, seed: int = 0, workers: int = 2, force: bool = False,
-                       progress: bool = True) -> Path:
+def build_demo_dataset(out_dir: str | Path, *, image_size: int | None = None, per_type: int | None = None,
+                       n_chest: int | None = None, n_photos: int | None = None, seed: int = 0,
+                       workers: int = 2, force: bool = False, progress: bool = True) -> Path:
     """Generate the demo dataset under ``out_dir``; returns the path of ``images.csv``.
 
     ``per_type`` images for each of the 13 non-chest X-ray types, ``n_chest`` chest films (some
@@ -164,8 +164,17 @@ def build_demo_dataset(out_dir: str | Path, *, image_size: int = 128, per_type: 
     square.  Splits are assigned patient-wise, 70/20/10 per type, by
     :func:`xray_utils.manifests.assign_splits`.  ``workers`` processes render in parallel (0 or 1:
     in this process).  Returns immediately when ``out_dir`` already holds a dataset built with the
-    same parameters, unless ``force``.
+    same parameters, unless ``force``.  Sizes left ``None`` take the demo profile's
+    (``DEMO_IMAGE_SIZE``, ``DEMO_PER_TYPE``, ``DEMO_CHEST``, ``DEMO_PHOTOS`` in
+    :mod:`xray_utils.profiles`).
     """
+    from .profiles import settings
+
+    demo = settings("demo")
+    image_size = demo["DEMO_IMAGE_SIZE"] if image_size is None else image_size
+    per_type = demo["DEMO_PER_TYPE"] if per_type is None else per_type
+    n_chest = demo["DEMO_CHEST"] if n_chest is None else n_chest
+    n_photos = demo["DEMO_PHOTOS"] if n_photos is None else n_photos
     for name, val, lo in (("image_size", image_size, 16), ("per_type", per_type, 1), ("n_chest", n_chest, 1),
                           ("n_photos", n_photos, 1)):
         if int(val) < lo:

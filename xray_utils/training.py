@@ -307,20 +307,28 @@ class _Runner(dl.SupervisedRunner):
         super().handle_batch(batch)
 
 
-def init_source(cfg: Mapping[str, Any], paths: ProjectPaths) -> Path | None:
-    """The checkpoint ``cfg["INIT_FROM"]`` names: a task of this run (``"xray_type"``: its best
-    checkpoint) or a checkpoint path; ``None``, ``""`` or ``"none"``: no transfer."""
+def _init_from(cfg: Mapping[str, Any]) -> str | None:
+    """``cfg["INIT_FROM"]`` as a string, or ``None`` for no transfer (``None``, ``""``, ``"none"``)."""
     value = cfg.get("INIT_FROM")
     if value is None or str(value).strip().lower() in ("", "none"):
         return None
-    value = str(value)
+    return str(value)
+
+
+def init_source(cfg: Mapping[str, Any], paths: ProjectPaths) -> Path | None:
+    """The checkpoint ``cfg["INIT_FROM"]`` names: a task of this run (``"xray_type"``: its best
+    checkpoint) or a checkpoint path; ``None``, ``""`` or ``"none"``: no transfer."""
+    value = _init_from(cfg)
+    if value is None:
+        return None
     if value in paper.TASKS:
         path = paths.checkpoint_dir(value) / "best.json"
         hint = (f"train {value} first (notebook {paper.TASKS.index(value) + 1:02d}_...) "
                 "in the same run folder")
     else:
         path = Path(value)
-        hint = "pass the best.json of a trained model"
+        path = path / "best.json" if path.is_dir() else path
+        hint = "pass the best.json of a trained model (or its folder)"
     if path.suffix != ".json":
         path = path.with_suffix(".json")
     if not path.is_file():
@@ -402,8 +410,8 @@ def _saved_epoch(ckpt: ResumableCheckpointCallback) -> int:
 
 def initial_weights(cfg: Mapping[str, Any]) -> str:
     """Where a training starts: ``"ImageNet"``, ``"random"`` or ``"from <INIT_FROM>"``."""
-    value = cfg.get("INIT_FROM")
-    if value is not None and str(value).strip().lower() not in ("", "none"):
+    value = _init_from(cfg)
+    if value is not None:
         return f"from {value}"
     return "ImageNet" if cfg.get("PRETRAINED") else "random"
 

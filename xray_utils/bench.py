@@ -595,7 +595,7 @@ def bench_training(cfg: BenchConfig, manifest: Path, cache_dir: Path, device: to
     The loader is :func:`xray_utils.data.make_loaders` over the preprocessing cache (as the
     training builds it: workers 0 on the CPU; pinned memory and up to 8 workers on a GPU).
     Loader steps and bare steps alternate (ABBA order), after one warm-up of each, so
-    drifting load hits both.  On a GPU the step uses bf16 autocast and channels_last, as the
+    drifting load hits both.  The step uses channels_last (and on a GPU bf16 autocast), as the
     training does.
     """
     from .data import make_loaders
@@ -607,16 +607,14 @@ def bench_training(cfg: BenchConfig, manifest: Path, cache_dir: Path, device: to
     sync = _sync_for(device)
     out: dict[str, Any] = {"task": TRAIN_TASK, "device": str(device), "num_workers": workers,
                            "amp": str(amp).replace("torch.", "") if amp else None,
-                           "channels_last": on_gpu, "threads": torch.get_num_threads()}
+                           "channels_last": True, "threads": torch.get_num_threads()}
     for size in cfg.sizes:
         batch = cfg.train_batch[size]
         loader = make_loaders(manifest, TRAIN_TASK, size, batch, cache_dir, num_workers=workers,
                               splits=("train",), pin_memory=on_gpu)["train"]
         torch.manual_seed(0)
-        model = build_model(TRAIN_TASK).to(device).train()
-        if on_gpu:
-            model = model.to(memory_format=torch.channels_last)
-        step = _make_step(model, device, amp, channels_last=on_gpu)
+        model = build_model(TRAIN_TASK).to(device).train().to(memory_format=torch.channels_last)
+        step = _make_step(model, device, amp, channels_last=True)
         batches = _cycle(loader)
         first = next(batches)
         x_mem = first["features"].to(device)

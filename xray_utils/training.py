@@ -294,14 +294,13 @@ def make_engine(cfg: Mapping[str, Any]) -> dl.Engine:
 class _Runner(dl.SupervisedRunner):
     """SupervisedRunner that feeds BCE float targets (module III) and channels_last images."""
 
-    def __init__(self, multilabel: bool, channels_last: bool) -> None:
+    def __init__(self, multilabel: bool) -> None:
         super().__init__(input_key="features", output_key="logits", target_key="targets",
                          loss_key="loss")
-        self.multilabel, self.channels_last = multilabel, channels_last
+        self.multilabel = multilabel
 
     def handle_batch(self, batch):
-        if self.channels_last:
-            batch["features"] = batch["features"].contiguous(memory_format=torch.channels_last)
+        batch["features"] = batch["features"].contiguous(memory_format=torch.channels_last)
         if self.multilabel:
             batch["targets"] = batch["targets"].float()
         super().handle_batch(batch)
@@ -379,7 +378,7 @@ def train_task(task: str, manifest_csv: str | Path, paths: ProjectPaths,
                              mode=SCHEDULERS[cfg["SCHEDULER"]["name"]]),
         ckpt,
     ]
-    runner = _Runner(paper.is_multilabel(task), channels_last=True)
+    runner = _Runner(paper.is_multilabel(task))
     resumed_from = _saved_epoch(ckpt)
     started = time.time()
     runner.train(

@@ -7,7 +7,7 @@ epochs of a PyTorch ``DataLoader`` (median of ``--epochs``):
 * **loading** -- what the cache replaces: each item is the ``size`` x ``size`` uint8 image,
   either decoded from its file and resized (``decode``) or sliced from the memory-mapped
   cache (``cache``).  ``speedup`` = cache images/s / decode images/s; the check is on this.
-* **training pipeline** -- the project's own dataset (:class:`xray_utils.data.CachedImageDataset`,
+* **training pipeline** -- the project's own dataset (:class:`xray_utils.data.loaders.CachedImageDataset`,
   evaluation mode, which adds the model input transform per item) against the same dataset
   decoding the file instead; ``pipeline_speedup`` shows how much of an epoch the transform
   then takes.
@@ -33,9 +33,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from xray_utils.cache import build_cache
-from xray_utils.data import CachedImageDataset
-from xray_utils.imageio import read_gray, resize_gray
+from xray_utils.data.cache import build_cache
+from xray_utils.data.imageio import read_gray, resize_gray
+from xray_utils.data.loaders import CachedImageDataset
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,8 +18,10 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_va
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from xray_utils import paper
-from xray_utils.phantoms import simple_image_stats as stats, render
+from xray_utils.config import paper
+from xray_utils.data.phantoms import render
+from xray_utils.data.phantoms import simple_image_stats as stats
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -2,7 +2,7 @@
 
 ``write_corpus(folder)`` creates every file (nothing binary is committed) and returns
 ``[(path, Expectation), ...]``.  An :class:`Expectation` says whether the project's reader must
-accept the file (``readable``) or refuse it with an :class:`~xray_utils.imageio.ImageReadError`
+accept the file (``readable``) or refuse it with an :class:`~xray_utils.data.imageio.ImageReadError`
 whose message matches ``error`` (a case-insensitive regular expression), and, for accepted
 files, the expected ``shape`` of the 2-D result when it is known.
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
 from xray_utils import models
 
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from xray_utils import paper
-from xray_utils.paths import REPO_ROOT
+from xray_utils.config import paper
+from xray_utils.config.paths import REPO_ROOT
 
 
 def shared_dir() -> Path | None:

@@ -16,7 +16,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
-from xray_utils import paper
+from xray_utils.config import paper
 
 SHARED_ENV = "XRAY_SHARED_DIR"
 SAMPLES_ENV = "XRAY_REAL_SAMPLES"

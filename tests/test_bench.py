@@ -15,8 +15,9 @@ import nbformat
 import pytest
 import torch
 
-from xray_utils import bench, paper
-from xray_utils.runner import list_notebooks
+from xray_utils.bench import harness as bench
+from xray_utils.cli.run import list_notebooks
+from xray_utils.config import paper
 
 TOP_KEYS = {"machine", "data", "training", "inference", "gpu", "notebooks", "quick"}
 
@@ -173,7 +174,7 @@ def test_generated_sources_when_no_real_samples(tmp_path, monkeypatch):
     assert fmts.count("jpeg") == cfg.jpeg_files and fmts.count("png") == cfg.png_files
     assert all(Path(s.path).is_file() for s in sources)
     manifest = bench.write_manifest(sources, tmp_path / "m.csv")
-    from xray_utils.manifests import read_task_manifest
+    from xray_utils.data.manifests import read_task_manifest
 
     df = read_task_manifest(manifest)
     assert set(df["label"]) == set(paper.XRAY_OR_NOT_CLASSES) and set(df["split"]) == {"train"}
@@ -201,9 +202,9 @@ def test_command_line(tmp_path):
     assert args.func is bench.run and args.quick and args.no_compile and args.json == "x.json"
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--quick", "--tiny"])
-    from xray_utils.__main__ import build_parser
+    from xray_utils.cli import build_parser
 
-    args = build_parser().parse_args(["bench", "--tiny"])
+    args = build_parser(["bench", "--tiny"]).parse_args(["bench", "--tiny"])
     assert args.func is bench.run and args.tiny
     # an explicit checkpoints folder that does not exist is a usage error, found before measuring
     assert bench.main(["--tiny", "--checkpoints", str(tmp_path / "none")]) == 2

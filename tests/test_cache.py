@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from fixtures_real import real_samples_dir, write_image
-from xray_utils import cache as cache_mod
-from xray_utils.cache import ImageCache, build_cache, cache_key
-from xray_utils.imageio import read_gray, resize_gray
+
+from xray_utils.data import cache as cache_mod
+from xray_utils.data.cache import ImageCache, build_cache, cache_key
+from xray_utils.data.imageio import read_gray, resize_gray
 
 SIZE = 24
 
@@ -112,7 +112,7 @@ def test_interrupted_build_resumes_with_only_the_missing_entries(tmp_path, files
 
 KILLED_BUILD = """
 import sys, time
-from xray_utils import cache
+from xray_utils.data import cache
 real = cache._decode_one
 def slow(path, size):
     time.sleep(0.05)

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from xray_utils import paper
-from xray_utils.cli_diagnose import main
+from xray_utils.cli.diagnose import main
+from xray_utils.config import paper
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bad_files import pattern_image, write_corpus, write_tiny_checkpoints  # noqa: E402

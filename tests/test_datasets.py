@@ -13,15 +13,40 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures_real import (
+    make_aasce,
+    make_authors_split,
+    make_chestxray14,
+    make_dental,
+    make_imagenet,
+    make_labelled_folder,
+    make_lera,
+    make_mura,
+    make_raw_root,
+    real_samples_dir,
+    shared_dir,
+    write_image,
+)
 
-from fixtures_real import (make_aasce, make_authors_split, make_chestxray14, make_dental,
-                           make_imagenet, make_labelled_folder, make_lera, make_mura,
-                           make_raw_root, real_samples_dir, shared_dir, write_image)
-from xray_utils import manifests, paper
-from xray_utils.datasets import (ADAPTERS, FULL_SOURCES, DatasetError, DuplicateImagesError,
-                                 MissingDatasetsError, add_labelled_folder, aasce,
-                                 build_full_manifests, chestxray14, dental, imagenet,
-                                 labelled_folder, lera, mura, require_datasets, splits)
+from xray_utils.config import paper
+from xray_utils.data import labelled_folder, manifests
+from xray_utils.data.real import (
+    ADAPTERS,
+    FULL_SOURCES,
+    DatasetError,
+    DuplicateImagesError,
+    MissingDatasetsError,
+    aasce,
+    add_labelled_folder,
+    build_full_manifests,
+    chestxray14,
+    dental,
+    imagenet,
+    lera,
+    mura,
+    require_datasets,
+    splits,
+)
 
 SHARED = shared_dir()
 NIH = SHARED / "reference" / "nih" if SHARED else None
@@ -314,7 +339,7 @@ def test_duplicates_across_sources_are_found_by_content(tmp_path):
     photo.write_bytes(files[0].read_bytes())  # the same file shipped in two sources
     both = pd.concat([imagenet.load(tmp_path / "imagenet"), dental.load(tmp_path / "dental")],
                      ignore_index=True)
-    from xray_utils.datasets import check_duplicates
+    from xray_utils.data.real import check_duplicates
     assert check_duplicates(both) is both  # paths differ
     with pytest.raises(DuplicateImagesError, match=r"1 image\(s\) appear more than once .*\[imagenet\].*\[dental\]|\[dental\].*\[imagenet\]"):
         check_duplicates(both, content=True)
@@ -444,7 +469,7 @@ def test_real_samples_ingest_into_manifests_for_all_three_tasks(tmp_path):
         raw = [float(v) for v in extra.split("bbox=")[1].split(";")[0].split(":")[1].split(",")]
         box = manifests.decode_boxes(text)[0]
         assert np.allclose(box[1:], [v / 2 for v in raw], atol=0.01)  # 1024 px -> 512 px files
-    images = splits.assign_splits(df, seed=0)
+    images = manifests.assign_splits(df, seed=0)
     assert leaks(images) == 0
     out = manifests.write_task_manifests(images, tmp_path, seed=0)
     tasks = {t: manifests.read_task_manifest(p) for t, p in out.items()}

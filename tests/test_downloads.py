@@ -9,11 +9,17 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-
 from fixtures_real import shared_dir
-from xray_utils import downloads
-from xray_utils.downloads import DownloadError, RemoteFile, fetch, fetch_authors_split, fetch_many
-from xray_utils.datasets import read_authors_split
+
+from xray_utils.data import download as downloads
+from xray_utils.data.download import (
+    DownloadError,
+    RemoteFile,
+    fetch,
+    fetch_authors_split,
+    fetch_many,
+)
+from xray_utils.data.real import read_authors_split
 
 SPLIT = shared_dir() / "reference" / "is2ai-chest-split" if shared_dir() else None
 needs_split = pytest.mark.skipif(SPLIT is None or not SPLIT.is_dir(),
@@ -99,7 +105,7 @@ def test_unknown_name_and_default_folder(monkeypatch, tmp_path):
         fetch("nope", offline=True)
     monkeypatch.delenv("XRAY_DOWNLOADS_DIR", raising=False)
     monkeypatch.delenv("XRAY_DATA_DIR", raising=False)
-    assert downloads.downloads_dir() == Path(downloads.__file__).resolve().parents[1] / "data" / "downloads"
+    assert downloads.downloads_dir() == Path(downloads.__file__).resolve().parents[2] / "data" / "downloads"
     monkeypatch.setenv("XRAY_DOWNLOADS_DIR", str(tmp_path))
     assert downloads.downloads_dir() == tmp_path.resolve()
 

@@ -14,13 +14,13 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 from scipy import stats  # noqa: E402
-from sklearn.metrics import (confusion_matrix, precision_recall_fscore_support,  # noqa: E402
-                             roc_auc_score)
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score  # noqa: E402
 
-from xray_utils import evaluation as ev  # noqa: E402
-from xray_utils import paper, plots  # noqa: E402
-from xray_utils.metrics_io import read_metrics, update_metrics  # noqa: E402
-from xray_utils.predict import END_TO_END_FILE, prediction_path, save_predictions  # noqa: E402
+from xray_utils.config import paper
+from xray_utils.evaluate import metrics as ev  # noqa: E402
+from xray_utils.evaluate import plots  # noqa: E402
+from xray_utils.evaluate.predictions import END_TO_END_FILE, prediction_path, save_predictions  # noqa: E402
+from xray_utils.evaluate.record import read_metrics, update_metrics  # noqa: E402
 
 FAST = 200  # bootstrap resamples in tests
 
@@ -496,7 +496,7 @@ def test_learning_curves(tmp_path):
 def _authors_test_list():
     import os
 
-    from xray_utils.paths import REPO_ROOT
+    from xray_utils.config.paths import REPO_ROOT
 
     for base in (os.environ.get("XRAY_SHARED_DIR"), REPO_ROOT.parent / "shared"):
         if base:

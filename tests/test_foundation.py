@@ -13,10 +13,10 @@ import nbformat
 import pytest
 import yaml
 
-from xray_utils import paper
-from xray_utils.paths import NOTEBOOKS_DIR, REPO_ROOT, project_paths
-from xray_utils.profiles import settings
-from xray_utils.runner import list_notebooks, parse_value
+from xray_utils.cli.run import list_notebooks, parse_value
+from xray_utils.config import paper
+from xray_utils.config.paths import REPO_ROOT, project_paths
+from xray_utils.config.profiles import settings
 
 NOTEBOOKS = list_notebooks()
 
@@ -140,7 +140,7 @@ def test_class_lists_are_typed_once():
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
         if _retyped_lists(code):
             offenders.append(path.name)
-    assert not offenders, f"class lists retyped in {offenders}; import them from xray_utils.paper"
+    assert not offenders, f"class lists retyped in {offenders}; import them from xray_utils.config.paper"
     assert _retyped_lists(repr(list(paper.FINDINGS))), "the check itself must find a retyped list"
 
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from xray_utils import gradcam as gc
-from xray_utils import paper
+from xray_utils.config import paper
+from xray_utils.explain import gradcam as gc
 from xray_utils.models import XrayDenseNet, build_model, to_model_input
 
 torch.set_num_threads(1)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xray_utils import imageio
-from xray_utils.imageio import ImageReadError, read_gray, read_gray_bytes, resize_gray
+from xray_utils.data import imageio
+from xray_utils.data.imageio import ImageReadError, read_gray, read_gray_bytes, resize_gray
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bad_files import pattern_image, write_corpus  # noqa: E402

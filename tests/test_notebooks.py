@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from xray_utils import paper
+from xray_utils.cli.run import list_notebooks, run_notebook
+from xray_utils.config import paper
+from xray_utils.config.paths import project_paths
 from xray_utils.models import load_checkpoint
-from xray_utils.paths import project_paths
-from xray_utils.runner import list_notebooks, run_notebook
 
 NOTEBOOKS = list_notebooks()
 pytestmark = pytest.mark.notebooks

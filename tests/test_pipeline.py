@@ -12,12 +12,21 @@ import pytest
 import torch
 from PIL import Image
 
-from xray_utils import paper, pipeline
-from xray_utils.imageio import ImageReadError, read_gray, resize_gray
+from xray_utils import models
+from xray_utils.config import paper
+from xray_utils.config.paths import project_paths
+from xray_utils.data.imageio import ImageReadError, read_gray, resize_gray
+from xray_utils.diagnose import diagnoser as pipeline
+from xray_utils.diagnose.diagnoser import (
+    CheckpointError,
+    CheckpointsMissing,
+    Diagnoser,
+    Diagnosis,
+    diagnose,
+    measure_latency,
+    write_heatmaps,
+)
 from xray_utils.models import to_model_input
-from xray_utils.paths import project_paths
-from xray_utils.pipeline import (CheckpointError, CheckpointsMissing, Diagnoser, Diagnosis,
-                                 diagnose, measure_latency, write_heatmaps)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bad_files import pattern_image, write_corpus, write_tiny_checkpoints  # noqa: E402
@@ -123,7 +132,7 @@ def test_chest_route_gives_findings_and_top3_heatmaps(diagnosers, images):
 
 
 def test_heatmaps_are_gradcams_of_the_chest_model(diagnosers, images):
-    from xray_utils.gradcam import all_class_cams
+    from xray_utils.explain.gradcam import all_class_cams
 
     d = diagnosers["chest"]
     r = d.diagnose([images[2]], heatmaps=14)[0]
@@ -317,8 +326,8 @@ def demo_paths(tmp_path_factory):
 
 
 def test_sample_images_offers_films_and_demo_test_images(demo_paths, tmp_path):
-    from xray_utils.manifests import read_task_manifest
-    from xray_utils.widgets import DICOM_FILMS, sample_images
+    from xray_utils.data.manifests import read_task_manifest
+    from xray_utils.diagnose.widget import DICOM_FILMS, sample_images
 
     choices = sample_images(demo_paths, per_kind=2, seed=0)
     labels = list(choices)
@@ -338,7 +347,7 @@ def test_sample_images_offers_films_and_demo_test_images(demo_paths, tmp_path):
 
 
 def test_diagnose_demo_callbacks(diagnosers, images, tmp_path):
-    from xray_utils.widgets import DiagnoseDemo
+    from xray_utils.diagnose.widget import DiagnoseDemo
 
     demo = DiagnoseDemo(diagnosers["chest"], {"pattern": str(images[0]), "rg1": str(images[2])})
     demo.sample.value = str(images[2])  # the dropdown's event runs the callback
@@ -364,7 +373,7 @@ def test_diagnose_demo_callbacks(diagnosers, images, tmp_path):
 def test_plot_diagnosis_shows_where_the_chain_stopped(diagnosers, images, route, text):
     import matplotlib.pyplot as plt
 
-    from xray_utils.widgets import plot_diagnosis
+    from xray_utils.diagnose.widget import plot_diagnosis
 
     d = diagnosers[route].diagnose([images[0]])[0]
     fig = plot_diagnosis(d)
@@ -374,10 +383,10 @@ def test_plot_diagnosis_shows_where_the_chain_stopped(diagnosers, images, route,
 
 
 def test_resolve_device():
-    assert pipeline.resolve_device("cpu") == torch.device("cpu")
-    assert pipeline.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert models.resolve_device("cpu") == torch.device("cpu")
+    assert models.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="unknown device"):
-        pipeline.resolve_device("tpu9")
+        models.resolve_device("tpu9")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no GPU"):
-            pipeline.resolve_device("cuda")
+            models.resolve_device("cuda")

@@ -7,13 +7,18 @@ import pytest
 import torch
 from PIL import Image
 
-from xray_utils import evaluation as ev
-from xray_utils import paper
-from xray_utils import predict as pr
-from xray_utils.imageio import read_gray, resize_gray
-from xray_utils.manifests import TASK_COLUMNS, ManifestError
-from xray_utils.models import build_model, checkpoint_meta, load_checkpoint, save_checkpoint, \
-    to_model_input
+from xray_utils.config import paper
+from xray_utils.data.imageio import read_gray, resize_gray
+from xray_utils.data.manifests import TASK_COLUMNS, ManifestError
+from xray_utils.evaluate import metrics as ev
+from xray_utils.evaluate import predictions as pr
+from xray_utils.models import (
+    build_model,
+    checkpoint_meta,
+    load_checkpoint,
+    save_checkpoint,
+    to_model_input,
+)
 
 SIZE = 32
 

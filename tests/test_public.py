@@ -17,15 +17,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import public_fixtures as pf
 import pytest
+from fixtures_real import make_labelled_folder, real_samples_dir
 from PIL import Image
 
-import public_fixtures as pf
-from fixtures_real import make_labelled_folder, real_samples_dir
-from xray_utils import cli_download, paper, public
-from xray_utils.imageio import read_gray
-from xray_utils.manifests import (IMAGE_COLUMNS, SPLITS, check_no_leakage, findings_to_vector,
-                                  read_task_manifest, write_task_manifests)
+from xray_utils.cli import download as cli_download
+from xray_utils.config import paper
+from xray_utils.data import public
+from xray_utils.data.imageio import read_gray
+from xray_utils.data.manifests import (
+    IMAGE_COLUMNS,
+    SPLITS,
+    check_no_leakage,
+    findings_to_vector,
+    read_task_manifest,
+    write_task_manifests,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import shared_dir
-from xray_utils import paper
+
+from xray_utils.cli.run import run_all
+from xray_utils.config import paper
+from xray_utils.config.paths import project_paths
 from xray_utils.models import load_checkpoint
-from xray_utils.paths import project_paths
-from xray_utils.runner import run_all
 
 pytestmark = pytest.mark.notebooks
 

@@ -13,13 +13,25 @@ import pandas as pd
 import pytest
 import torch
 
-from xray_utils import paper
-from xray_utils.models import load_checkpoint, to_model_input
-from xray_utils.paths import project_paths
-from xray_utils.profiles import settings
-from xray_utils.models import build_model, init_features_from, save_checkpoint, checkpoint_meta
-from xray_utils.training import (describe_settings, init_source, make_optimizer, make_scheduler,
-                                 sklearn_scores, train_task)
+from xray_utils.config import paper
+from xray_utils.config.paths import project_paths
+from xray_utils.config.profiles import settings
+from xray_utils.models import (
+    build_model,
+    checkpoint_meta,
+    init_features_from,
+    load_checkpoint,
+    save_checkpoint,
+    to_model_input,
+)
+from xray_utils.train.training import (
+    describe_settings,
+    init_source,
+    make_optimizer,
+    make_scheduler,
+    sklearn_scores,
+    train_task,
+)
 
 
 def _train(manifest, run_dir, task="xray_or_not", **overrides):
@@ -74,9 +86,9 @@ def test_interrupted_training_resumes_at_next_epoch(tiny_task, tmp_path):
     script.write_text(textwrap.dedent(f"""
         import torch
         torch.set_num_threads(1)
-        from xray_utils.paths import project_paths
-        from xray_utils.profiles import settings
-        from xray_utils.training import train_task
+        from xray_utils.config.paths import project_paths
+        from xray_utils.config.profiles import settings
+        from xray_utils.train.training import train_task
         paths = project_paths("demo", data_dir=r"{run}/data", run_dir=r"{run}",
                               figures_dir=r"{run}/fig").ensure()
         cfg = settings("demo", "xray_or_not", IMAGE_SIZE=48, EPOCHS=3, BATCH_SIZE=16)

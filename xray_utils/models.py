@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import paper
+from xray_utils.config import paper
+from xray_utils.config.paths import best_checkpoint
 
 ARCH = "densenet121"
 NORMALIZATION = "per_image_standardize"
@@ -64,6 +65,28 @@ class XrayDenseNet(nn.Module):
         f = F.relu(self.features(x))
         f = F.adaptive_avg_pool2d(f, 1).flatten(1)
         return self.classifier(f)
+
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """The one device rule: ``None``/``"auto"`` -> the GPU when there is one, else the CPU.
+
+    Any other value must name a device torch knows and that is present here: ``"cuda"`` on a
+    machine without a GPU is an error, never a silent fall-back to the CPU.
+    """
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r} ({exc}); use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no GPU here; use "
+                         "'auto' or 'cpu'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not supported by this tutorial; use auto, cpu "
+                         "or cuda")
+    return dev
 
 
 def build_model(task: str, pretrained: bool = False, allow_fallback: bool = False) -> XrayDenseNet:
@@ -220,5 +243,5 @@ def write_routed_checkpoints(folder: str | Path, route: str = "chest", image_siz
                 model.classifier.bias.fill_(-10.0)
                 model.classifier.bias[classes.index(forced[task])] = 10.0
         meta = checkpoint_meta(task, image_size, training={"note": note})
-        save_checkpoint(model, folder / task / "best", meta)
+        save_checkpoint(model, best_checkpoint(folder, task).with_suffix(""), meta)
     return folder

@@ -1,0 +1,1 @@
+"""Benchmarks of the fast paths (`python -m xray_utils bench`)."""

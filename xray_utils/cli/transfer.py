@@ -1,0 +1,34 @@
+"""``python -m xray_utils transfer``: score the demo models on a labelled folder of real films."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from xray_utils.evaluate.real_films import format_report, held_out_files, score_transfer
+
+
+def main(args) -> int:
+    try:
+        only = (set().union(*(held_out_files(m) for m in args.test_split_of))
+                if args.test_split_of else None)
+        scores = score_transfer(args.checkpoints, args.samples, progress=not args.json,
+                                only_files=only)
+    except FileNotFoundError as exc:
+        print(f"transfer: {exc}")
+        return 2
+    if args.json:
+        Path(args.json).write_text(json.dumps(scores, indent=2))
+    print(format_report(scores))
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("transfer", help="score the demo models on real films and photographs")
+    p.add_argument("--checkpoints", help="checkpoints folder (default: the demo run's)")
+    p.add_argument("--samples", help="labelled folder of real images (default: ../shared/real-samples)")
+    p.add_argument("--json", help="also write the scores to this JSON file")
+    p.add_argument("--test-split-of", metavar="TASK_MANIFEST", action="append",
+                   help="score only the images in the test split of these manifests "
+                        "(repeatable; for models that trained on part of the folder, e.g. with "
+                        "-p EXTRA_DATA)")
+    p.set_defaults(func=main)

@@ -1,0 +1,233 @@
+"""The generic labelled folder: any images plus one ``labels.csv`` describing them.
+
+This is the format of ``shared/real-samples/`` and the way to bring your own films into the
+demo (notebook parameter ``EXTRA_DATA``).  ``<folder>/labels.csv`` columns:
+
+==============  ==========================================================================
+``file``        image path relative to the folder (required)
+``is_xray``     ``1`` radiograph / ``0`` photograph (required; ``true``/``false`` accepted)
+``xray_type``   one of ``paper.XRAY_TYPES`` for radiographs, empty for photographs (required)
+``labels``      chest films: ChestX-ray14 findings joined by ``|`` or ``No Finding``; any
+                other text (e.g. ``Tuberculosis``) means "findings unknown", so Module III
+                ignores the film; ignored for other images (required, may be empty)
+``extra``       optional ``key=value;key=value`` pairs: ``patient_id=...``; one or more
+                ``bbox=<Finding>:x,y,w,h`` boxes (in a ``bbox_space`` x ``bbox_space`` pixel
+                space, 1024 by default = the ChestX-ray14 PNGs; scaled to the file's size)
+``patient_id``  optional column; beats ``extra``
+``split``       optional ``train``/``val``/``test``; empty rows get a patient-wise split
+``width``, ``height``  optional size of the file (read from the file when boxes need it)
+==============  ==========================================================================
+
+Rows without a patient id get one from a known file-name convention
+(:data:`DEFAULT_PATIENT_PATTERNS`: NIH ``00008386_000.png`` -> patient 8386; OAI knee
+``9016304L`` -> patient 9016304), else one patient per file.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from xray_utils.config import paper
+from xray_utils.data.dataset_spec import (
+    DatasetError,
+    DatasetSpec,
+    check_duplicates,
+    check_files_exist,
+    image_frame,
+    prefixed,
+    readme_ref,
+)
+from xray_utils.data.manifests import (
+    IMAGE_COLUMNS,
+    SPLITS,
+    assign_splits,
+    canonical_finding,
+    canonical_findings,
+    check_no_leakage,
+    encode_boxes,
+)
+
+NAME = "labelled_folder"
+TITLE = "labelled folder"
+SECTION = "Your own images: the labelled folder format"
+LABELS_FILE = "labels.csv"
+REQUIRED_COLUMNS: tuple[str, ...] = ("file", "is_xray", "xray_type", "labels")
+LAYOUT = "<folder>/labels.csv (columns file, is_xray, xray_type, labels[, extra, patient_id, split]) + the images"
+#: File-name conventions that carry a patient id (group ``id``); tried in order.
+DEFAULT_PATIENT_PATTERNS: tuple[str, ...] = (
+    r"(?:^|/)(?P<id>\d{8})_\d{3}\.\w+$",         # ChestX-ray14 image index: patient_followup
+    r"(?:^|[/_])(?P<id>9\d{6})[LR]\.\w+$",       # OAI knee crops: patient id + side
+)
+_TRUE = {"1", "true", "yes", "y"}
+_FALSE = {"0", "false", "no", "n"}
+
+
+def parse_extra(text: str) -> dict[str, list[str]]:
+    """``"patient_id=7;bbox=Mass:1,2,3,4"`` -> ``{"patient_id": ["7"], "bbox": ["Mass:1,2,3,4"]}``.
+
+    Parts without ``=`` (free text) are ignored; keys may repeat.
+    """
+    out: dict[str, list[str]] = {}
+    for part in str(text).split(";"):
+        if "=" in part:
+            key, value = part.split("=", 1)
+            out.setdefault(key.strip(), []).append(value.strip())
+    return out
+
+
+def parse_boxes(values: Sequence[str], where: str) -> list[tuple[str, float, float, float, float]]:
+    """``["Nodule:711.9,357.6,58.5,47.7"]`` -> ``[("Nodule", 711.9, 357.6, 58.5, 47.7)]``."""
+    boxes = []
+    for value in values:
+        for item in value.split("|"):
+            m = re.fullmatch(r"\s*([^:]+):\s*([-\d.eE+]+),([-\d.eE+]+),([-\d.eE+]+),([-\d.eE+]+)\s*", item)
+            finding = canonical_finding(m.group(1)) if m else ""
+            if not m or finding not in paper.FINDINGS:
+                raise DatasetError(f"{where}: bad box {item!r}; expected bbox=<Finding>:x,y,w,h with a "
+                                   f"finding from {paper.FINDINGS}")
+            boxes.append((finding, *(float(m.group(i)) for i in range(2, 6))))
+    return boxes
+
+
+def _patient_from_name(rel: str, patterns: Sequence[str]) -> str | None:
+    for pattern in patterns:
+        m = re.search(pattern, rel)
+        if m:
+            pid = m.group("id")
+            return str(int(pid)) if pid.isdigit() else pid
+    return None
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:
+        return None
+
+
+def load(folder: str | Path, *, check_files: bool = True, drop_missing: bool = False,
+         source: str | None = None, bbox_space: float | None = 1024,
+         patient_patterns: Sequence[str] = DEFAULT_PATIENT_PATTERNS,
+         check_content: bool = True, drop_duplicates: bool = False) -> pd.DataFrame:
+    """Image manifest of a labelled folder (``source`` defaults to the folder's name).
+
+    Findings of chest films are kept only when every label is a ChestX-ray14 finding (or the
+    label is exactly ``No Finding``); otherwise they are left empty (unknown).  Patient ids are
+    prefixed with ``source`` so they never collide with another dataset's.
+    """
+    folder = Path(folder).expanduser().resolve()
+    csv = folder / LABELS_FILE
+    if not folder.is_dir():
+        raise DatasetError(f"labelled folder {folder} not found; expected {LAYOUT}. "
+                           f"See {readme_ref(SECTION)}.")
+    if not csv.is_file():
+        raise DatasetError(f"labelled folder {folder}: {LABELS_FILE} not found; expected {LAYOUT}. "
+                           f"See {readme_ref(SECTION)}.")
+    try:
+        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except Exception as exc:
+        raise DatasetError(f"{csv} is not a readable CSV file ({exc})") from exc
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise DatasetError(f"{csv} lacks the column(s) {missing}; expected columns "
+                           f"{list(REQUIRED_COLUMNS)} (+ optional extra, patient_id, split, width, "
+                           f"height); found {list(df.columns)}")
+    source = source or folder.name
+    flag = df["is_xray"].str.strip().str.lower()
+    bad = ~flag.isin(_TRUE | _FALSE)
+    if bad.any():
+        rows = (np.flatnonzero(bad.to_numpy()) + 2)[:5].tolist()
+        raise DatasetError(f"{csv}: is_xray must be 1 or 0; bad value(s) {df.loc[bad, 'is_xray'].unique()[:5].tolist()} "
+                           f"on line(s) {rows}")
+    is_xray = flag.isin(_TRUE)
+    xtype = df["xray_type"].str.strip().str.lower().where(is_xray, "")
+    bad = is_xray & ~xtype.isin(paper.XRAY_TYPES)
+    if bad.any():
+        rows = (np.flatnonzero(bad.to_numpy()) + 2)[:5].tolist()
+        raise DatasetError(f"{csv}: xray_type must be one of {paper.XRAY_TYPES} for X-rays; bad "
+                           f"value(s) {xtype[bad].unique()[:5].tolist()} on line(s) {rows}")
+    if "split" in df.columns:
+        bad = ~df["split"].isin(("",) + SPLITS)
+        if bad.any():
+            raise DatasetError(f"{csv}: split must be empty or one of {SPLITS}; found "
+                               f"{df.loc[bad, 'split'].unique()[:5].tolist()}")
+    extras = [parse_extra(t) for t in df.get("extra", pd.Series([""] * len(df)))]
+    chest = (xtype == "chest").to_numpy()
+    findings = [(canonical_findings(lab) or "") if c else "" for lab, c in zip(df["labels"], chest)]
+
+    patients = []
+    for i, (rel, ex) in enumerate(zip(df["file"], extras)):
+        pid = df["patient_id"].iloc[i].strip() if "patient_id" in df.columns else ""
+        pid = pid or (ex.get("patient_id") or [""])[0]
+        pid = pid or _patient_from_name(rel, patient_patterns) or f"file:{rel}"
+        patients.append(pid)
+
+    paths = [folder / f for f in df["file"]]
+    widths = df["width"].tolist() if "width" in df.columns else [""] * len(df)
+    heights = df["height"].tolist() if "height" in df.columns else [""] * len(df)
+    boxes = []
+    for i, ex in enumerate(extras):
+        raw = parse_boxes(ex.get("bbox", []), f"{csv} line {i + 2}") if chest[i] else []
+        if raw and bbox_space:
+            if not (widths[i] and heights[i]):
+                size = _image_size(paths[i])
+                if size is None:
+                    raise DatasetError(f"{csv} line {i + 2}: boxes need the image size but "
+                                       f"{paths[i]} cannot be read; add width and height columns")
+                widths[i], heights[i] = str(size[0]), str(size[1])
+            sx, sy = float(widths[i]) / bbox_space, float(heights[i]) / bbox_space
+            raw = [(f, x * sx, y * sy, w * sx, h * sy) for f, x, y, w, h in raw]
+        boxes.append(encode_boxes(raw))
+
+    out = image_frame(
+        len(df), path=[str(p) for p in paths], is_xray=np.where(is_xray, "1", "0"),
+        xray_type=xtype, findings=findings, patient_id=prefixed(source, patients),
+        split=df["split"] if "split" in df.columns else "", source=source, boxes=boxes,
+        width=widths, height=heights)
+    if check_files:
+        out = check_files_exist(out, f"labelled folder {folder}", drop_missing,
+                                hint=f"Paths in {csv} are relative to {folder}.")
+    return check_duplicates(out, content=check_content, drop=drop_duplicates, what=str(csv))
+
+
+def add_labelled_folder(images_df: pd.DataFrame, folder: str | Path | None, seed: int = 0,
+                        **load_kwargs) -> pd.DataFrame:
+    """Ingest a labelled folder, split it patient-wise, and append it to an image manifest.
+
+    Used to mix real films into the demo (notebook parameter ``EXTRA_DATA``).  ``folder=None``
+    (or ``""``) returns ``images_df`` unchanged.  Rows of the folder get a 70/20/10 split by
+    patient (stratified by X-ray type, seeded); the result is checked for duplicates (same
+    path, or same file content in both) and for patient leakage.
+    """
+    if folder in (None, ""):
+        return images_df.copy()
+    missing = [c for c in IMAGE_COLUMNS if c not in images_df.columns]
+    if missing:
+        raise DatasetError(f"add_labelled_folder: the image manifest lacks column(s) {missing}; "
+                           f"expected {IMAGE_COLUMNS}")
+    check_content = load_kwargs.pop("check_content", True)
+    drop_duplicates = load_kwargs.pop("drop_duplicates", False)
+    extra = load(folder, check_content=check_content, drop_duplicates=drop_duplicates, **load_kwargs)
+    extra = assign_splits(extra, seed=seed)
+    base = images_df[list(IMAGE_COLUMNS)].astype(str).replace({"nan": "", "<NA>": ""})
+    both = pd.concat([base, extra], ignore_index=True)
+    both = check_duplicates(both, content=check_content, drop=drop_duplicates,
+                            what=f"image manifest + {folder}")
+    check_no_leakage(both, what=f"image manifest + {folder}")
+    return both
+
+
+def problems(root: Path) -> list[str]:
+    if not root.is_dir():
+        return [f"folder {root} is missing"]
+    return [] if (root / LABELS_FILE).is_file() else [f"{root / LABELS_FILE} is missing"]
+
+
+SPEC = DatasetSpec(name=NAME, title=TITLE, layout=LAYOUT, load=load, problems=problems,
+                   readme_section=SECTION)

@@ -1,0 +1,131 @@
+"""Datasets and loaders: task manifests -> preprocessing cache -> batches for Catalyst.
+
+Every loader reads the preprocessing cache (:mod:`xray_utils.data.cache`): images are decoded once
+into 8-bit arrays at the profile's size, so an epoch never decodes a PNG again.  Batches are
+dicts ``{"features": (N, 1, H, W) float, "targets": ...}`` as Catalyst's ``SupervisedRunner``
+expects; the input transform is :func:`xray_utils.models.to_model_input`, the same one that
+evaluation and ``diagnose()`` use.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from xray_utils.config import paper
+from xray_utils.data.cache import ImageCache, build_cache
+from xray_utils.data.manifests import findings_to_vector, read_task_manifest
+from xray_utils.models import to_model_input
+
+#: Catalyst's loader names for the manifest splits.
+LOADER_NAMES = {"train": "train", "val": "valid", "test": "test"}
+
+
+def encode_targets(task: str, labels: Sequence[str]) -> np.ndarray:
+    """Manifest labels -> class indices (modules I-II) or an (N, 14) 0/1 matrix (module III)."""
+    if paper.is_multilabel(task):
+        return findings_to_vector(labels)
+    classes = paper.classes_for(task)
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not classes of task {task!r}: {classes}")
+    return np.array([index[lbl] for lbl in labels], dtype=np.int64)
+
+
+class CachedImageDataset(Dataset):
+    """Images of one split, read from the cache, with light augmentation when ``train``
+    (see :func:`augment`)."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, train: bool = False,
+                 seed: int = 0) -> None:
+        self.images = images
+        self.targets = targets
+        self.train = train
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {key: value[0] for key, value in self.__getitems__([i]).items()}
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """A whole batch at once: one read from the cache, one standardisation (the DataLoader
+        calls this with the batch's indices; :func:`pass_batch` is its collate function)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(idx)  # a memmap reads sorted indices fastest; restore the order after
+        imgs = np.asarray(self.images[idx[order]])[np.argsort(order)]
+        if self.train:
+            imgs = np.stack([augment(im) for im in imgs])
+        return {"features": to_model_input(imgs), "targets": torch.as_tensor(self.targets[idx])}
+
+
+def pass_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Collate function for datasets whose ``__getitems__`` already builds the batch."""
+    return batch
+
+
+def augment(img: np.ndarray) -> np.ndarray:
+    """Random horizontal flip and a random crop of 85-100 % resized back (torch RNG, seeded).
+
+    Geometric only: photometric augmentation did not help transfer to real films, and the
+    per-image standardisation already removes exposure differences.
+    """
+    import cv2
+
+    if torch.rand(()) < 0.5:
+        img = img[:, ::-1]
+    h, w = img.shape
+    scale = 0.85 + 0.15 * torch.rand(()).item()
+    ch, cw = max(8, int(h * scale)), max(8, int(w * scale))
+    top = int(torch.randint(0, h - ch + 1, ()).item())
+    left = int(torch.randint(0, w - cw + 1, ()).item())
+    crop = np.ascontiguousarray(img[top:top + ch, left:left + cw])
+    return cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def load_split_arrays(manifest: pd.DataFrame, task: str, image_size: int, cache_dir: str | Path,
+                      split: str, max_items: int | None = None,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Cached images, targets and manifest rows of one split (unreadable images dropped)."""
+    rows = manifest[manifest["split"] == split].reset_index(drop=True)
+    if max_items and len(rows) > max_items:  # None or 0: all
+        rows = rows.sample(n=max_items, random_state=seed).reset_index(drop=True)
+    if rows.empty:
+        raise ValueError(f"the {task} manifest has no images in split {split!r}")
+    cache: ImageCache = build_cache(rows["path"].tolist(), image_size, cache_dir,
+                                    desc=f"cache {task}/{split}")
+    keep = np.asarray(cache.ok, dtype=bool)
+    if not keep.all():
+        print(f"{task}/{split}: {int((~keep).sum())} unreadable image(s) skipped "
+              f"(see {cache.folder})")
+    rows = rows[keep].reset_index(drop=True)
+    images = np.asarray(cache.images)[keep] if not keep.all() else cache.images
+    return images, encode_targets(task, rows["label"].tolist()), rows
+
+
+def make_loaders(manifest_csv: str | Path, task: str, image_size: int, batch_size: int,
+                 cache_dir: str | Path, num_workers: int = 0, seed: int = 0,
+                 max_train: int | None = None, splits: Sequence[str] = ("train", "val"),
+                 pin_memory: bool = False) -> "OrderedDict[str, DataLoader]":
+    """Catalyst loaders (``train``, ``valid``[, ``test``]) of a task manifest, via the cache."""
+    manifest = read_task_manifest(manifest_csv)
+    loaders: "OrderedDict[str, DataLoader]" = OrderedDict()
+    for split in splits:
+        images, targets, _ = load_split_arrays(
+            manifest, task, image_size, cache_dir, split,
+            max_items=max_train if split == "train" else None, seed=seed)
+        train = split == "train"
+        generator = torch.Generator().manual_seed(seed)
+        loaders[LOADER_NAMES[split]] = DataLoader(
+            CachedImageDataset(images, targets, train=train, seed=seed),
+            batch_size=batch_size, shuffle=train, num_workers=num_workers, collate_fn=pass_batch,
+            generator=generator, drop_last=train and len(targets) > batch_size,
+            pin_memory=pin_memory, persistent_workers=num_workers > 0)
+    return loaders

@@ -1,0 +1,116 @@
+"""Figures and tables about the data: galleries per class, a batch, counts beside Table I."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from xray_utils.config import paper
+from xray_utils.data.imageio import read_gray
+from xray_utils.data.manifests import decode_boxes
+
+
+def _grid(n: int, cols: int) -> tuple[plt.Figure, np.ndarray]:
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.9, rows * 2.1))
+    axes = np.atleast_1d(axes).ravel()
+    for ax in axes:
+        ax.axis("off")
+    return fig, axes
+
+
+def _save(fig: plt.Figure, out_png: str | Path | None) -> plt.Figure:
+    fig.tight_layout()
+    if out_png is not None:
+        Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out_png, dpi=110)
+    return fig
+
+
+def type_gallery(images: pd.DataFrame, out_png: str | Path | None = None, per_type: int = 2,
+                 seed: int = 0) -> plt.Figure:
+    """``per_type`` images of each of the 14 X-ray types plus non-X-ray examples."""
+    groups = [(t, images[(images["is_xray"].astype(int) == 1) & (images["xray_type"] == t)])
+              for t in paper.XRAY_TYPES]
+    groups.append(("not X-ray", images[images["is_xray"].astype(int) == 0]))
+    groups = [(name, df) for name, df in groups if len(df)]
+    fig, axes = _grid(len(groups) * per_type, per_type * 4)
+    k = 0
+    for name, df in groups:
+        for _, row in df.sample(n=min(per_type, len(df)), random_state=seed).iterrows():
+            axes[k].imshow(read_gray(row["path"]), cmap="gray", vmin=0, vmax=255)
+            axes[k].set_title(name, fontsize=8)
+            k += 1
+    return _save(fig, out_png)
+
+
+def draw_boxes(ax: plt.Axes, boxes: Sequence, only: str | None = None, color: str = "red") -> None:
+    """Draw ``(finding, x, y, w, h)`` boxes (pixel coordinates of the shown image)."""
+    for finding, x, y, w, h in boxes:
+        if only is None or finding == only:
+            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, color=color, lw=1.2))
+
+
+def findings_gallery(images: pd.DataFrame, out_png: str | Path | None = None,
+                     seed: int = 0) -> plt.Figure:
+    """For each finding, one chest film that has it, with its box; plus a normal film."""
+    chest = images[(images["xray_type"] == "chest") & (images["findings"] != "")]
+    fig, axes = _grid(len(paper.FINDINGS) + 1, 5)
+    normal = chest[chest["findings"] == paper.NO_FINDING]
+    panels = [(paper.NO_FINDING, normal)] + [
+        (f, chest[chest["findings"].str.split("|").apply(lambda fs, f=f: f in fs)])
+        for f in paper.FINDINGS]
+    for ax, (name, df) in zip(axes, panels):
+        if df.empty:
+            ax.set_title(f"{name}\n(none)", fontsize=8)
+            continue
+        row = df.sample(n=1, random_state=seed).iloc[0]
+        ax.imshow(read_gray(row["path"]), cmap="gray", vmin=0, vmax=255)
+        draw_boxes(ax, decode_boxes(row["boxes"]), only=name)
+        ax.set_title(name.replace("_", " "), fontsize=8)
+    return _save(fig, out_png)
+
+
+def show_batch(batch: dict, classes: Sequence[str], out_png: str | Path | None = None,
+               n: int = 16) -> plt.Figure:
+    """The first ``n`` model inputs of a loader batch with their labels."""
+    x, y = batch["features"][:n], batch["targets"][:n]
+    fig, axes = _grid(len(x), 8)
+    for ax, img, target in zip(axes, x, y):
+        ax.imshow(img[0].numpy(), cmap="gray")
+        if target.ndim == 0:
+            title = classes[int(target)]
+        else:
+            names = [c for c, v in zip(classes, target.tolist()) if v > 0.5]
+            title = "\n".join(names[:2]) if names else paper.NO_FINDING
+        ax.set_title(title.replace("_", " "), fontsize=7)
+    return _save(fig, out_png)
+
+
+def type_counts_vs_table_i(type_manifest: pd.DataFrame) -> pd.DataFrame:
+    """Images per X-ray type in our Module II manifest beside the paper's Table I."""
+    ours = type_manifest["label"].value_counts()
+    table = pd.DataFrame({"paper (Table I)": pd.Series(dict(paper.TABLE_I)),
+                          "ours": ours.reindex(list(paper.XRAY_TYPES)).fillna(0).astype(int)})
+    table["ours share"] = (table["ours"] / max(1, table["ours"].sum())).round(3)
+    table["paper share"] = (table["paper (Table I)"] / paper.TABLE_I_TOTAL).round(3)
+    return table
+
+
+def split_sizes(task_manifests: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Images per split for each task manifest."""
+    return pd.DataFrame({task: df["split"].value_counts() for task, df in task_manifests.items()}
+                        ).reindex(["train", "val", "test"]).fillna(0).astype(int)
+
+
+def finding_counts(chest_manifest: pd.DataFrame) -> pd.DataFrame:
+    """Positive images per finding (and "No Finding") by split."""
+    rows = {}
+    for split, df in chest_manifest.groupby("split"):
+        labels = df["label"].str.split("|")
+        rows[split] = {f: int(labels.apply(lambda fs, f=f: f in fs).sum())
+                       for f in (*paper.FINDINGS, paper.NO_FINDING)}
+    return pd.DataFrame(rows).reindex(columns=["train", "val", "test"])

@@ -1,0 +1,1 @@
+"""Diagnosis: the decision rule of the chain, `Diagnoser`/`diagnose()`, the widget."""

@@ -1,0 +1,1 @@
+"""Evaluation: predictions from checkpoints, metrics, figures, scoring on real films."""

@@ -1,0 +1,1 @@
+"""Explanation: Grad-CAM, its localisation scores and heatmap figures."""

@@ -1,0 +1,1 @@
+"""Training: Catalyst runs of the three modules, checkpoints, resume."""

@@ -1,0 +1,440 @@
+"""One training entry point for the three modules, on Catalyst's ``SupervisedRunner``.
+
+The notebooks 01-03 differ only in their parameters::
+
+    cfg = settings(PROFILE, "xray_type", EPOCHS=EPOCHS, ...)
+    result = train_task("xray_type", paths.manifest("xray_type"), paths, cfg)
+
+What happens:
+
+* loaders from the task manifest through the preprocessing cache (:mod:`xray_utils.data.loaders`);
+* DenseNet-121 with the task's head (:mod:`xray_utils.models`); Adam or RAdam
+  (torch-optimizer), ``ReduceLROnPlateau`` on the validation loss -- the paper's settings
+  from :mod:`xray_utils.config.paper` unless the profile or a parameter overrides them;
+* validation metrics from scikit-learn (Catalyst 22.4's own AUC is wrong: values above 1);
+* after every epoch the full training state goes to ``last.pt`` (model, optimizer,
+  scheduler, epoch, best score, history) and, when the validation score improves, the model
+  to ``best.safetensors`` + ``best.json`` (self-describing);
+* run again with the same run folder, an interrupted training resumes after its last
+  finished epoch (and says so); a finished one is not retrained.
+* Catalyst's CSV and TensorBoard logs go to ``<run>/checkpoints/<task>/logs``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from catalyst import dl
+from catalyst.core.callback import Callback, CallbackOrder, ICheckpointCallback
+
+from xray_utils.config import paper
+from xray_utils.config.paths import ProjectPaths
+from xray_utils.config.seeding import seed_everything
+from xray_utils.data.loaders import make_loaders
+from xray_utils.models import (
+    build_model,
+    checkpoint_meta,
+    init_features_from,
+    resolve_device,
+    save_checkpoint,
+)
+
+# Known, harmless warnings of catalyst 22.4 with accelerate 0.34 (they would flood the notebooks).
+warnings.filterwarnings("ignore", message="The `TPU` of", category=FutureWarning)
+warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True",
+                        category=UserWarning)
+
+#: Settings that must match for a saved state to be resumed (EPOCHS may grow, except under the
+#: one-cycle schedule, which spans the planned epochs).
+_RESUME_KEYS = ("TASK", "IMAGE_SIZE", "BATCH_SIZE", "LR", "OPTIMIZER", "WEIGHT_DECAY", "SEED",
+                "PRETRAINED", "MAX_TRAIN", "LOSS", "SCHEDULER", "INIT_FROM")
+
+
+@dataclass
+class TrainResult:
+    """What a training produced."""
+
+    task: str
+    best_checkpoint: Path
+    history: pd.DataFrame
+    best_score: float
+    best_epoch: int
+    monitor: str
+    epochs_run: int
+    resumed_from: int
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        valid = self.history[self.history["loader"] == "valid"]
+        last = valid[valid["epoch"] == valid["epoch"].max()]
+        return {
+            "best_epoch": self.best_epoch, "monitor": self.monitor,
+            "best_valid": self.best_score, "epochs": int(self.history["epoch"].max()),
+            "seconds_this_run": round(self.seconds, 1), "resumed_from_epoch": self.resumed_from,
+            "last_valid": {r.metric: float(r.value) for r in last.itertuples()},
+        }
+
+
+def monitor_metric(task: str) -> tuple[str, bool]:
+    """The validation metric that picks the best checkpoint, and whether to minimise it."""
+    return ("auc_mean", False) if paper.is_multilabel(task) else ("accuracy", False)
+
+
+def sklearn_scores(task: str, logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Validation metrics with scikit-learn: accuracy (I, II) or per-finding and mean AUC (III)."""
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    if not paper.is_multilabel(task):
+        return {"accuracy": float(accuracy_score(targets, logits.argmax(1)))}
+    probs = 1 / (1 + np.exp(-logits))
+    out: dict[str, float] = {}
+    aucs = []
+    for j, name in enumerate(paper.FINDINGS):
+        y = targets[:, j]
+        if 0 < y.sum() < len(y):
+            out[f"auc_{name}"] = float(roc_auc_score(y, probs[:, j]))
+            aucs.append(out[f"auc_{name}"])
+    out["auc_mean"] = float(np.mean(aucs)) if aucs else float("nan")
+    return out
+
+
+class SklearnMetricsCallback(Callback):
+    """Collects logits and targets of each loader and adds scikit-learn metrics at its end."""
+
+    def __init__(self, task: str) -> None:
+        super().__init__(order=CallbackOrder.Metric)
+        self.task = task
+        self._logits: list[np.ndarray] = []
+        self._targets: list[np.ndarray] = []
+
+    def on_loader_start(self, runner: "dl.IRunner") -> None:
+        self._logits, self._targets = [], []
+
+    def on_batch_end(self, runner: "dl.IRunner") -> None:
+        self._logits.append(runner.batch["logits"].detach().float().cpu().numpy())
+        self._targets.append(runner.batch["targets"].detach().cpu().numpy())
+
+    def on_loader_end(self, runner: "dl.IRunner") -> None:
+        logits, targets = np.concatenate(self._logits), np.concatenate(self._targets)
+        if runner.engine.is_ddp:  # every process saw a shard: score the whole split
+            logits = runner.engine.gather(torch.as_tensor(logits, device=runner.engine.device)).cpu().numpy()
+            targets = runner.engine.gather(torch.as_tensor(targets, device=runner.engine.device)).cpu().numpy()
+        runner.loader_metrics.update(sklearn_scores(self.task, logits, targets))
+
+
+class ResumableCheckpointCallback(ICheckpointCallback):
+    """Saves ``last.pt`` every epoch and ``best.*`` on improvement; resumes from ``last.pt``."""
+
+    def __init__(self, folder: Path, task: str, cfg: Mapping[str, Any], monitor: str,
+                 minimize: bool) -> None:
+        super().__init__()
+        self.order = CallbackOrder.External  # after the scheduler has stepped
+        self.folder, self.task, self.cfg = folder, task, dict(cfg)
+        self.monitor, self.minimize = monitor, minimize
+        self.best = float("inf") if minimize else -float("inf")
+        self.best_epoch = 0
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def last_path(self) -> Path:
+        return self.folder / "last.pt"
+
+    def _fingerprint(self) -> dict[str, Any]:
+        keys = list(_RESUME_KEYS)
+        if self.cfg.get("SCHEDULER", {}).get("name") == "OneCycleLR":
+            keys.append("EPOCHS")  # the schedule spans all epochs: more epochs, another schedule
+        return {k: self.cfg.get(k) for k in keys}
+
+    def on_experiment_start(self, runner: "dl.IRunner") -> None:
+        if not self.last_path.is_file():
+            return
+        state = torch.load(self.last_path, map_location="cpu", weights_only=True)
+        if json.loads(state["fingerprint"]) != json.loads(json.dumps(self._fingerprint())):
+            if runner.engine.is_main_process:
+                stale = self.last_path.with_suffix(".pt.stale")
+                self.last_path.replace(stale)
+                print(f"Settings changed since the saved state; starting over (old state kept "
+                      f"as {stale}).")
+            return
+        _unwrap(runner.model).load_state_dict(state["model"])
+        runner.optimizer.load_state_dict(state["optimizer"])
+        if runner.scheduler is not None and state.get("scheduler"):
+            runner.scheduler.load_state_dict(state["scheduler"])
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self.history = json.loads(state["history"])
+        done = int(state["epoch"])
+        runner.epoch_step = min(done, runner.num_epochs)
+        if done >= runner.num_epochs:
+            print(f"{self.task}: training already finished ({done} epochs) in {self.folder}; "
+                  "not retraining. Delete that folder to train again.")
+        else:
+            print(f"{self.task}: resuming from epoch {done + 1} of {runner.num_epochs} "
+                  f"(state found in {self.last_path}).")
+
+    def on_epoch_end(self, runner: "dl.IRunner") -> None:
+        if not runner.engine.is_main_process:
+            return
+        epoch = runner.epoch_step
+        for loader, metrics in runner.epoch_metrics.items():
+            name = {"_epoch_": "epoch"}.get(loader, loader)
+            for metric, value in metrics.items():
+                self.history.append({"epoch": epoch, "loader": name, "metric": metric,
+                                     "value": float(value)})
+        score = float(runner.epoch_metrics["valid"][self.monitor])
+        improved = score < self.best if self.minimize else score > self.best
+        if improved or self.best_epoch == 0:
+            self.best, self.best_epoch = score, epoch
+            valid = {k: float(v) for k, v in runner.epoch_metrics["valid"].items()}
+            meta = checkpoint_meta(self.task, int(self.cfg["IMAGE_SIZE"]),
+                                   training={**_jsonable(self.cfg), "best_epoch": epoch,
+                                             "processes": int(runner.engine.num_processes),
+                                             "device": str(runner.engine.device)},
+                                   metrics={"valid": valid})
+            save_checkpoint(_unwrap(runner.model), self.folder / "best", meta)
+        state = {
+            "model": _unwrap(runner.model).state_dict(),
+            "optimizer": runner.optimizer.state_dict(),
+            "scheduler": runner.scheduler.state_dict() if runner.scheduler is not None else {},
+            "epoch": epoch, "best": self.best, "best_epoch": self.best_epoch,
+            "history": json.dumps(self.history),
+            "fingerprint": json.dumps(self._fingerprint()),
+        }
+        tmp = self.last_path.with_suffix(".pt.tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.last_path)
+        pd.DataFrame(self.history).to_csv(self.folder / "history.csv", index=False)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "module", model)
+
+
+def _jsonable(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(cfg), default=str))
+
+
+def make_optimizer(cfg: Mapping[str, Any], params) -> torch.optim.Optimizer:
+    """Adam (modules I-II) or RAdam from torch-optimizer (module III), as the paper."""
+    name = str(cfg["OPTIMIZER"]).lower()
+    kwargs = dict(lr=float(cfg["LR"]), betas=tuple(cfg["BETAS"]),
+                  weight_decay=float(cfg["WEIGHT_DECAY"]))
+    if name == "adam":
+        return torch.optim.Adam(params, **kwargs)
+    if name == "radam":
+        import torch_optimizer
+
+        return torch_optimizer.RAdam(params, **kwargs)
+    raise ValueError(f"unknown optimizer {cfg['OPTIMIZER']!r}; expected Adam or RAdam")
+
+
+#: Schedulers :func:`make_scheduler` knows, and whether Catalyst steps them per batch.
+SCHEDULERS: dict[str, str] = {"ReduceLROnPlateau": "epoch", "OneCycleLR": "batch"}
+
+
+def make_scheduler(cfg: Mapping[str, Any], optimizer: torch.optim.Optimizer,
+                   steps_per_epoch: int = 1):
+    """The learning-rate schedule of ``cfg["SCHEDULER"]``.
+
+    * ``ReduceLROnPlateau`` (the paper's, all profiles but demo): divides the rate by 10 when
+      the validation loss has not improved for ``patience`` epochs; stepped once an epoch.
+    * ``OneCycleLR`` (the demo's): warms up to ``LR`` over the first ``pct_start`` of the
+      training, then anneals to nearly zero by the last batch; stepped every batch.  With a
+      handful of epochs a plateau never arrives, so the paper's schedule would keep the rate
+      constant to the end.
+    """
+    s = dict(cfg["SCHEDULER"])
+    name = s.get("name")
+    if name == "ReduceLROnPlateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=s["mode"], factor=s["factor"], patience=s["patience"])
+    if name == "OneCycleLR":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=float(cfg["LR"]), epochs=int(cfg["EPOCHS"]),
+            steps_per_epoch=max(1, int(steps_per_epoch)), pct_start=float(s.get("pct_start", 0.25)),
+            div_factor=float(s.get("div_factor", 25.0)),
+            final_div_factor=float(s.get("final_div_factor", 1e3)),
+            cycle_momentum=bool(s.get("cycle_momentum", False)))
+    raise ValueError(f"unsupported scheduler {s!r}; expected one of {', '.join(SCHEDULERS)}")
+
+
+def device_of(cfg: Mapping[str, Any]) -> str:
+    """The device a training runs on: ``DEVICE`` through :func:`xray_utils.models.resolve_device`."""
+    return resolve_device(cfg.get("DEVICE", "auto")).type
+
+
+def make_engine(cfg: Mapping[str, Any]) -> dl.Engine:
+    """Catalyst engine for the settings.
+
+    * CPU by default on machines without a GPU;
+    * on a GPU, mixed precision (bf16 where supported, else fp16) when ``AMP`` is on;
+    * ``DISTRIBUTED`` = N > 1: N processes with Catalyst's distributed engine (NCCL on GPUs,
+      gloo on the CPU).  Catalyst spawns the processes, so this works from a script or
+      ``python -m xray_utils train``, not from inside a notebook.
+    """
+    cpu = device_of(cfg) == "cpu"
+    precision = "no"
+    if cfg.get("AMP") and not cpu:
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    world = int(cfg.get("DISTRIBUTED") or 1)
+    if world > 1:
+        torch.multiprocessing.set_sharing_strategy("file_system")
+        return dl.DistributedDataParallelEngine(
+            port=int(cfg.get("DIST_PORT", 29511)), world_size=world, num_node_workers=world,
+            process_group_kwargs={"backend": "gloo" if cpu else "nccl"}, cpu=cpu,
+            mixed_precision=precision)
+    if cpu:
+        return dl.CPUEngine()
+    return dl.GPUEngine(mixed_precision=precision)
+
+
+class _Runner(dl.SupervisedRunner):
+    """SupervisedRunner that feeds BCE float targets (module III) and channels_last images."""
+
+    def __init__(self, multilabel: bool) -> None:
+        super().__init__(input_key="features", output_key="logits", target_key="targets",
+                         loss_key="loss")
+        self.multilabel = multilabel
+
+    def handle_batch(self, batch):
+        batch["features"] = batch["features"].contiguous(memory_format=torch.channels_last)
+        if self.multilabel:
+            batch["targets"] = batch["targets"].float()
+        super().handle_batch(batch)
+
+
+def _init_from(cfg: Mapping[str, Any]) -> str | None:
+    """``cfg["INIT_FROM"]`` as a string, or ``None`` for no transfer (``None``, ``""``, ``"none"``)."""
+    value = cfg.get("INIT_FROM")
+    if value is None or str(value).strip().lower() in ("", "none"):
+        return None
+    return str(value)
+
+
+def init_source(cfg: Mapping[str, Any], paths: ProjectPaths) -> Path | None:
+    """The checkpoint ``cfg["INIT_FROM"]`` names: a task of this run (``"xray_type"``: its best
+    checkpoint) or a checkpoint path; ``None``, ``""`` or ``"none"``: no transfer."""
+    value = _init_from(cfg)
+    if value is None:
+        return None
+    if value in paper.TASKS:
+        path = paths.best_checkpoint(value)
+        hint = (f"train {value} first (notebook {paper.TASKS.index(value) + 1:02d}_...) "
+                "in the same run folder")
+    else:
+        path = Path(value)
+        path = path / "best.json" if path.is_dir() else path
+        hint = "pass the best.json of a trained model (or its folder)"
+    if path.suffix != ".json":
+        path = path.with_suffix(".json")
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"INIT_FROM={value!r}: no checkpoint at {path}; {hint}, or set -p INIT_FROM none "
+            "to train from random weights.")
+    return path
+
+
+def train_task(task: str, manifest_csv: str | Path, paths: ProjectPaths,
+               cfg: Mapping[str, Any], verbose: bool = True) -> TrainResult:
+    """Train (or resume, or reuse) one module; returns where the best checkpoint is."""
+    cfg = dict(cfg)
+    cfg["TASK"] = task
+    seed = int(cfg.get("SEED", 0))
+    seed_everything(seed)
+    device = device_of(cfg)
+    on_gpu = device.startswith("cuda")
+    if on_gpu:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.deterministic = False
+    folder = paths.checkpoint_dir(task)
+    folder.mkdir(parents=True, exist_ok=True)
+    loaders = make_loaders(manifest_csv, task, int(cfg["IMAGE_SIZE"]), int(cfg["BATCH_SIZE"]),
+                           paths.cache_dir, num_workers=int(cfg.get("NUM_WORKERS", 0)), seed=seed,
+                           max_train=cfg.get("MAX_TRAIN"), pin_memory=on_gpu)
+    model = build_model(task, pretrained=bool(cfg.get("PRETRAINED")),
+                        allow_fallback=bool(cfg.get("ALLOW_PRETRAINED_FALLBACK", False)))
+    source = init_source(cfg, paths)
+    if source is not None:
+        n = init_features_from(model, source)
+        if verbose:
+            print(f"{task}: feature extractor initialised from {source} ({n} tensors)")
+    # channels_last: faster convolutions on GPUs (tensor cores) and on CPUs too (oneDNN; about
+    # 1.3x for a DenseNet-121 training step at 64 px on 2 cores)
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, model.parameters())
+    # with DISTRIBUTED = N, each process takes every N-th batch
+    steps = math.ceil(len(loaders["train"]) / max(1, int(cfg.get("DISTRIBUTED") or 1)))
+    scheduler = make_scheduler(cfg, optimizer, steps_per_epoch=steps)
+    criterion = (torch.nn.BCEWithLogitsLoss() if paper.is_multilabel(task)
+                 else torch.nn.CrossEntropyLoss())
+    monitor, minimize = monitor_metric(task)
+    ckpt = ResumableCheckpointCallback(folder, task, cfg, monitor, minimize)
+    callbacks = [
+        SklearnMetricsCallback(task),
+        dl.SchedulerCallback(loader_key="valid", metric_key="loss",
+                             mode=SCHEDULERS[cfg["SCHEDULER"]["name"]]),
+        ckpt,
+    ]
+    runner = _Runner(paper.is_multilabel(task))
+    resumed_from = _saved_epoch(ckpt)
+    started = time.time()
+    runner.train(
+        model=model, engine=make_engine(cfg), criterion=criterion, optimizer=optimizer,
+        scheduler=scheduler, loaders=loaders, callbacks=callbacks,
+        logdir=str(folder / "logs"), num_epochs=int(cfg["EPOCHS"]), seed=seed,
+        valid_loader="valid", valid_metric=monitor, minimize_valid_metric=minimize,
+        verbose=verbose,
+    )
+    # read back what the (main) training process saved: with DISTRIBUTED the work happened in
+    # child processes, so this process's callback saw nothing
+    state = torch.load(ckpt.last_path, map_location="cpu", weights_only=True)
+    history = pd.read_csv(folder / "history.csv")
+    return TrainResult(task=task, best_checkpoint=folder / "best.json", history=history,
+                       best_score=float(state["best"]), best_epoch=int(state["best_epoch"]),
+                       monitor=monitor, epochs_run=int(state["epoch"]),
+                       resumed_from=resumed_from, seconds=time.time() - started)
+
+
+def _saved_epoch(ckpt: ResumableCheckpointCallback) -> int:
+    """Epochs already done by a saved state that this training will resume (0 if none)."""
+    if not ckpt.last_path.is_file():
+        return 0
+    state = torch.load(ckpt.last_path, map_location="cpu", weights_only=True)
+    same = json.loads(state["fingerprint"]) == json.loads(json.dumps(ckpt._fingerprint()))
+    return int(state["epoch"]) if same else 0
+
+
+def initial_weights(cfg: Mapping[str, Any]) -> str:
+    """Where a training starts: ``"ImageNet"``, ``"random"`` or ``"from <INIT_FROM>"``."""
+    value = _init_from(cfg)
+    if value is not None:
+        return f"from {value}"
+    return "ImageNet" if cfg.get("PRETRAINED") else "random"
+
+
+def describe_settings(cfg: Mapping[str, Any], task: str) -> pd.DataFrame:
+    """This run's settings beside the paper's (Section III), marking the differences."""
+    hp = paper.HYPERPARAMETERS[task]
+    rows = [
+        ("optimizer", cfg["OPTIMIZER"], hp["optimizer"]),
+        ("learning rate", cfg["LR"], hp["lr"]),
+        ("betas", tuple(cfg["BETAS"]), tuple(hp["betas"])),
+        ("weight decay", cfg["WEIGHT_DECAY"], hp["weight_decay"]),
+        ("scheduler", dict(cfg["SCHEDULER"]), hp["scheduler"]),
+        ("epochs", cfg["EPOCHS"], hp["epochs"]),
+        ("loss", cfg["LOSS"], hp["loss"]),
+        ("initial weights", initial_weights(cfg), "ImageNet" if hp["pretrained"] else "random"),
+        ("image size", cfg["IMAGE_SIZE"], hp["image_size"]),
+        ("batch size", cfg["BATCH_SIZE"], "not stated"),
+        ("training images", cfg.get("MAX_TRAIN") or "all", "all"),
+    ]
+    df = pd.DataFrame(rows, columns=["setting", f"this run ({cfg['PROFILE']})", "paper"])
+    df["same"] = [str(a) == str(b) for _, a, b in rows]
+    return df.set_index("setting")

@@ -16,10 +16,10 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
-from xray_utils.config import paper
+from xray_utils.config import paper, paths
 
-SHARED_ENV = "XRAY_SHARED_DIR"
-SAMPLES_ENV = "XRAY_REAL_SAMPLES"
+SHARED_ENV = paths.SHARED_ENV
+SAMPLES_ENV = paths.REAL_SAMPLES_ENV
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -30,11 +30,13 @@ def shared_dir() -> Path | None:
 
 
 def real_samples_dir() -> Path | None:
-    """The real-samples folder (``$XRAY_REAL_SAMPLES``, else ``real-samples`` in the shared folder)."""
-    env = os.environ.get(SAMPLES_ENV)
+    """The real-samples folder: the package's resolver (``$XRAY_REAL_SAMPLES``, else
+    ``real-samples`` in ``$XRAY_SHARED_DIR``), else, for the tests only, ``<repo>/../shared``."""
+    found = paths.real_samples_dir()
+    if found is not None or os.environ.get(SAMPLES_ENV):
+        return found
     shared = shared_dir()
-    path = Path(env) if env else (shared / "real-samples" if shared else None)
-    return path if path is not None and (path / "labels.csv").is_file() else None
+    return paths.real_samples_dir(shared / paths.REAL_SAMPLES_NAME) if shared else None
 
 
 def write_image(path: Path, size: tuple[int, int] = (32, 32), mode: str = "L") -> Path:
@@ -141,21 +143,45 @@ def make_mura(root: Path, patients_per_part: int = 2) -> list[str]:
 LERA_PARTS = ("Foot", "Knee", "Ankle", "Hip")
 
 
-def make_lera(root: Path, studies: int = 8, with_csv: bool = False) -> list[Path]:
-    """``root/LERA/<study>/XR_<PART>/imageN.png`` (or flat files + ``labels.csv`` with ``with_csv``)."""
+def make_lera(root: Path, studies: int = 8, with_csv: bool = False, layout: str | None = None) -> list[Path]:
+    """A LERA tree; returns the image files.
+
+    ``layout="aimi"`` (the Stanford AIMI release): ``root/LERA Dataset/labels.csv`` without a
+    header (``<study id>,XR <PART>,<label>``) and ``root/LERA Dataset/<study id>/ST-1/*.png``
+    (one study with a deeper folder and a DICOM file, as any depth and format are allowed);
+    ``"folders"`` (default): ``root/LERA/<study>/XR_<PART>/imageN.png``; ``"csv"`` (or
+    ``with_csv=True``): flat files + ``labels.csv`` with named columns.
+    """
+    layout = layout or ("csv" if with_csv else "folders")
     files = []
     csv_lines = ["path,body_part,patient_id"]
+    aimi_lines = []
+    base = root / "LERA Dataset"
     for s in range(1, studies + 1):
         part = LERA_PARTS[s % len(LERA_PARTS)]
+        sid = str(1000 + s)
+        aimi_lines.append(f"{sid},XR {part.upper()},{s % 2}")
         for k in (1, 2):
-            if with_csv:
+            if layout == "csv":
                 rel = f"images/{s:04d}_{k}.png"
                 csv_lines.append(f"{rel},{part.lower()},{s:04d}")
                 files.append(write_image(root / rel))
-            else:
+            elif layout == "aimi":
+                if s == 1 and k == 2:  # deeper below the study folder, and DICOM
+                    path = base / sid / "ST-1" / "SE-2" / f"image{k}.dcm"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(b"\0" * 128 + b"DICM" + bytes([s, k]))
+                    files.append(path)
+                else:
+                    files.append(write_image(base / sid / "ST-1" / f"image{k}.png"))
+            elif layout == "folders":
                 files.append(write_image(root / "LERA" / f"{s:04d}" / f"XR_{part.upper()}" / f"image{k}.png"))
-    if with_csv:
+            else:
+                raise ValueError(f"unknown LERA fixture layout {layout!r}")
+    if layout == "csv":
         _write_text(root / "labels.csv", "\n".join(csv_lines) + "\n")
+    if layout == "aimi":
+        _write_text(base / "labels.csv", "\n".join(aimi_lines) + "\n")
     return files
 
 

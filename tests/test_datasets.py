@@ -214,6 +214,111 @@ def test_lera_adapter_reads_folders_or_a_labels_csv(tmp_path, with_csv):
     assert df["patient_id"].nunique() == 8  # two images per study
 
 
+def test_lera_adapter_reads_the_aimi_release(tmp_path):
+    """Stanford AIMI layout: header-less labels.csv (study id, XR <PART>, label), images under
+    <study id>/ST-1/ at any depth, PNG or DICOM; the body part comes from the CSV alone."""
+    files = make_lera(tmp_path, layout="aimi")
+    df = lera.load(tmp_path)
+    assert sorted(df["path"]) == sorted(map(str, files))
+    assert list(df.columns) == list(manifests.IMAGE_COLUMNS)
+    assert (df.map(type) == str).all().all()
+    by_study = {Path(p).relative_to(tmp_path / "LERA Dataset").parts[0]: t
+                for p, t in zip(df["path"], df["xray_type"])}
+    expected = {str(1000 + s): ("Foot", "Knee", "Ankle", "Hip")[s % 4].lower() for s in range(1, 9)}
+    assert by_study == expected
+    assert set(df["is_xray"]) == {"1"} and set(df["source"]) == {"lera"}
+    assert df["patient_id"].nunique() == 8 and df["patient_id"].str.match(r"lera:10\d\d$").all()
+    assert any(p.endswith(".dcm") for p in df["path"])
+    assert lera.problems(tmp_path) == []
+    # pointing at the "LERA Dataset" folder itself works too
+    assert len(lera.load(tmp_path / "LERA Dataset")) == len(files)
+
+
+def _break_listed_file(root, pattern):
+    victim = sorted(p for p in Path(root).rglob(pattern) if p.is_file())[0]
+    victim.unlink()
+
+
+def _rewrite(path, transform):
+    path = Path(path)
+    path.write_text(transform(path.read_text()))
+
+
+#: (adapter, builder, [(variant name, breaker)]): each adapter's native layout and broken copies.
+NATIVE = [
+    (chestxray14, lambda r: make_chestxray14(r), [
+        ("image missing", lambda r: _break_listed_file(r, "*.png")),
+        ("no label csv", lambda r: (r / "Data_Entry_2017.csv").unlink()),
+        ("unknown finding", lambda r: _rewrite(r / "Data_Entry_2017.csv",
+                                               lambda t: t.replace("Cardiomegaly", "Cardio"))),
+        ("no images folders", lambda r: [p.unlink() for p in r.rglob("*.png")]),
+    ]),
+    (mura, lambda r: make_mura(r), [
+        ("image missing", lambda r: _break_listed_file(r, "image1.png")),
+        ("no valid list", lambda r: (r / "MURA-v1.1" / "valid_image_paths.csv").unlink()),
+        ("bad study type", lambda r: _rewrite(r / "MURA-v1.1" / "train_image_paths.csv",
+                                              lambda t: t.replace("XR_ELBOW", "XR_KNEE"))),
+    ]),
+    (lera, lambda r: make_lera(r, layout="aimi"), [
+        ("study folder missing", lambda r: __import__("shutil").rmtree(r / "LERA Dataset" / "1003")),
+        ("unknown study type", lambda r: _rewrite(r / "LERA Dataset" / "labels.csv",
+                                                  lambda t: t.replace("XR HIP", "XR TIBIA"))),
+        ("study without images", lambda r: [p.unlink() for p in (r / "LERA Dataset" / "1004").rglob("*.png")]),
+    ]),
+    (lera, lambda r: make_lera(r), [
+        ("image outside body-part folders", lambda r: write_image(r / "LERA" / "0099" / "image1.png")),
+    ]),
+    (lera, lambda r: make_lera(r, with_csv=True), [
+        ("listed image missing", lambda r: _break_listed_file(r, "*.png")),
+        ("bad body part", lambda r: _rewrite(r / "labels.csv", lambda t: t.replace(",hip,", ",tibia,"))),
+    ]),
+    (aasce, lambda r: make_aasce(r), [
+        ("listed image missing", lambda r: _break_listed_file(r, "*.jpg")),
+        ("no test folder", lambda r: __import__("shutil").rmtree(r / "boostnet_labeldata" / "data" / "test")),
+    ]),
+    (dental, lambda r: make_dental(r), [
+        ("no images folder", lambda r: (r / "UFBA_UESC_DENTAL_IMAGES" / "images").rename(
+            r / "UFBA_UESC_DENTAL_IMAGES" / "pictures")),
+        ("images folder empty", lambda r: [p.unlink() for p in (r / "UFBA_UESC_DENTAL_IMAGES" / "images").rglob("*.*")]),
+    ]),
+    (imagenet, lambda r: make_imagenet(r), [
+        ("no photographs", lambda r: [p.unlink() for p in r.rglob("*.JPEG")]),
+    ]),
+    (imagenet, lambda r: make_imagenet(r, layout="imagenette"), []),
+]
+_EXPECTED_TYPES = {"chestxray14": {"chest"}, "mura": set(mura.BODY_PARTS.values()),
+                   "lera": {"foot", "knee", "ankle", "hip"}, "aasce": {"spine"}, "dental": {"dental"},
+                   "imagenet": {""}}
+
+
+@pytest.mark.parametrize("adapter,build,variants", NATIVE,
+                         ids=[f"{a.NAME}-{i}" for i, (a, _, _) in enumerate(NATIVE)])
+def test_problems_is_empty_exactly_when_load_succeeds(tmp_path, adapter, build, variants):
+    """Each adapter on its publisher's native layout: ready, right rows and types; then each
+    broken copy: problems() says so, and load() fails with the same message."""
+    root = tmp_path / "good"
+    built = build(root)
+    assert adapter.problems(root) == []
+    df = adapter.load(root)
+    assert list(df.columns) == list(manifests.IMAGE_COLUMNS)
+    assert (df.map(type) == str).all().all()
+    assert len(df) == len(built) and df["path"].is_unique
+    assert set(df["xray_type"]) == _EXPECTED_TYPES[adapter.NAME]
+    assert set(df["is_xray"]) == ({"0"} if adapter.NAME == "imagenet" else {"1"})
+    assert set(df["source"]) == {adapter.NAME} and df["patient_id"].str.startswith(f"{adapter.NAME}:").all()
+    assert all(Path(p).is_file() for p in df["path"])
+    assert adapter.problems(tmp_path / "absent") == [f"folder {tmp_path / 'absent'} is missing"]
+    for k, (name, breaker) in enumerate(variants):
+        broken = tmp_path / f"broken{k}"
+        build(broken)
+        breaker(broken)
+        issues = adapter.problems(broken)
+        assert issues, f"{adapter.NAME}: problems() passed a broken layout ({name})"
+        with pytest.raises(DatasetError) as err:
+            adapter.load(broken)
+        assert issues == [str(err.value)], name
+
+
 def test_aasce_adapter_reads_training_and_test(tmp_path):
     files = make_aasce(tmp_path, training=5, test=3)
     df = aasce.load(tmp_path)

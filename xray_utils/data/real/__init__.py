@@ -65,28 +65,38 @@ def _spec(name: str) -> DatasetSpec:
         raise ValueError(f"unknown dataset {name!r}; choose from {list(ADAPTERS)}") from None
 
 
+def _readiness_error(raw_dir: Path, failures: Mapping[str, str]) -> MissingDatasetsError:
+    lines = []
+    for name, message in failures.items():
+        spec = _spec(name)
+        lines.append(f"- {spec.title}: {message}.\n    Expected: {spec.layout}\n"
+                     f"    See {readme_ref(spec.readme_section)}.")
+    return MissingDatasetsError(
+        f"{len(lines)} dataset(s) are missing or incomplete under {raw_dir}:\n" + "\n".join(lines)
+        + f"\nEach needs a manual download (most behind a data-use agreement): see {README}. "
+        "Or run the demo profile, which needs none of them.")
+
+
 def require_datasets(raw_dir: str | Path, needed: Iterable[str] = FULL_SOURCES) -> dict[str, Path]:
-    """Check at once that every ``needed`` dataset is in place under ``raw_dir``.
+    """Check that every ``needed`` dataset is in place under ``raw_dir`` and readable.
 
     Returns ``{name: folder}``; raises :class:`MissingDatasetsError` naming each missing or
     incomplete folder, its expected layout, and the README section that says where to get it.
-    Cheap (no full scan): call it first in every ``full``-profile notebook.
+    Each adapter's ``problems()`` runs its own reading (label files read, listed files checked
+    to exist, no image decoded), so a folder said ready here is one that loads: a few seconds
+    for the whole set.  Call it first in every ``full``-profile notebook.
     """
     raw_dir = Path(raw_dir).expanduser().resolve()
-    found, lines = {}, []
+    found, failures = {}, {}
     for name in needed:
         spec = _spec(name)
         root = raw_dir / name
         issues = spec.problems(root)
         if issues:
-            lines.append(f"- {spec.title}: " + "; ".join(issues)
-                         + f".\n    Expected: {spec.layout}\n    See {readme_ref(spec.readme_section)}.")
+            failures[name] = "; ".join(issues)
         found[name] = root
-    if lines:
-        raise MissingDatasetsError(
-            f"{len(lines)} dataset(s) are missing or incomplete under {raw_dir}:\n" + "\n".join(lines)
-            + f"\nEach needs a manual download (most behind a data-use agreement): see {README}. "
-            "Or run the demo profile, which needs none of them.")
+    if failures:
+        raise _readiness_error(raw_dir, failures)
     return found
 
 
@@ -109,18 +119,27 @@ def build_full_image_manifest(raw_dir: str | Path, seed: int = 0, chest_split: s
     ``"authors"`` the lists come from ``authors_split_dir`` or are fetched, checksummed, into
     ``data/downloads``); every other image gets a seeded patient-wise 70/20/10 split,
     stratified by X-ray type.  ``check_files=False`` reads the label files alone (no images
-    needed; readiness is then not checked).  ``check_content=True`` also hashes same-size files
-    to find one image shipped twice.  Raises :class:`MissingDatasetsError` at once when a
-    dataset folder is missing.
+    needed where the labels list them).  ``check_content=True`` also hashes same-size files
+    to find one image shipped twice.  Every source is read once; when any is missing or
+    unreadable, raises :class:`MissingDatasetsError` listing them all.
     """
     sources = tuple(sources)
     if chest_split not in CHEST_SPLITS:
         raise ValueError(f"unknown chest_split {chest_split!r}; choose one of {CHEST_SPLITS}")
     raw_dir = Path(raw_dir).expanduser().resolve()
-    if check_files:
-        require_datasets(raw_dir, sources)
-    frames = [load_source(name, raw_dir, check_files=check_files, drop_missing=drop_missing)
-              for name in tqdm(sources, desc="reading datasets", leave=False)]
+    frames, failures = [], {}
+    for name in tqdm(sources, desc="reading datasets", leave=False):
+        if not (raw_dir / name).is_dir():
+            failures[name] = f"folder {raw_dir / name} is missing"
+            continue
+        try:
+            frames.append(load_source(name, raw_dir, check_files=check_files, drop_missing=drop_missing))
+        except DuplicateImagesError:
+            raise
+        except DatasetError as exc:  # read every source, then report all that failed at once
+            failures[name] = str(exc)
+    if failures:
+        raise _readiness_error(raw_dir, failures)
     images = pd.concat(frames, ignore_index=True)[list(IMAGE_COLUMNS)]
     images = check_duplicates(images, content=check_content, drop=drop_duplicates)
     if chestxray14.NAME in sources:

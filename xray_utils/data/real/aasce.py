@@ -30,6 +30,7 @@ from xray_utils.data.dataset_spec import (
     readme_ref,
     require_folder,
 )
+from xray_utils.data.real.readiness import problems_of
 
 NAME = "aasce"
 TITLE = "AASCE / SpineWeb dataset 16"
@@ -86,10 +87,8 @@ def load(root: str | Path, *, check_files: bool = True, drop_missing: bool = Fal
 
 
 def problems(root: Path) -> list[str]:
-    if not root.is_dir():
-        return [f"folder {root} is missing"]
-    data = dataset_dir(root)
-    return [f"{data / 'data' / p} is missing" for p in PARTS if not (data / "data" / p).is_dir()]
+    """Empty exactly when :func:`load` succeeds (it runs the same reading; see readiness)."""
+    return problems_of(load, root)
 
 
 SPEC = DatasetSpec(name=NAME, title=TITLE, layout=LAYOUT, load=load, problems=problems,

@@ -31,6 +31,7 @@ from xray_utils.data.dataset_spec import (
     require_folder,
 )
 from xray_utils.data.manifests import FINDING_ALIASES, canonical_finding, canonical_findings, encode_boxes  # noqa: F401
+from xray_utils.data.real.readiness import problems_of
 
 NAME = "chestxray14"
 TITLE = "ChestX-ray14 (NIH)"
@@ -183,15 +184,8 @@ def read_official_lists(root: str | Path) -> dict[str, set[str]]:
 
 
 def problems(root: Path) -> list[str]:
-    """Quick readiness check (no full scan)."""
-    if not root.is_dir():
-        return [f"folder {root} is missing"]
-    out = []
-    if first_existing(root, DATA_ENTRY_NAMES) is None:
-        out.append(f"no label CSV in {root} (expected one of {list(DATA_ENTRY_NAMES)})")
-    if not any(p.is_dir() for p in root.glob("images*")):
-        out.append(f"no images*/ folder in {root} (expected images_001/images/*.png ...)")
-    return out
+    """Empty exactly when :func:`load` succeeds (it runs the same reading; see readiness)."""
+    return problems_of(load, root)
 
 
 SPEC = DatasetSpec(name=NAME, title=TITLE, layout=LAYOUT, load=load, problems=problems,

@@ -29,6 +29,7 @@ from xray_utils.data.dataset_spec import (
     tokens,
     walk_images,
 )
+from xray_utils.data.real.readiness import problems_of
 
 NAME = "dental"
 TITLE = "UFBA-UESC dental panoramic images"
@@ -74,9 +75,8 @@ def load(root: str | Path, *, check_files: bool = True, drop_missing: bool = Fal
 
 
 def problems(root: Path) -> list[str]:
-    if not root.is_dir():
-        return [f"folder {root} is missing"]
-    return [] if image_folders(root) else [f"no 'images' folder under {root}"]
+    """Empty exactly when :func:`load` succeeds (it runs the same reading; see readiness)."""
+    return problems_of(load, root)
 
 
 SPEC = DatasetSpec(name=NAME, title=TITLE, layout=LAYOUT, load=load, problems=problems,

@@ -19,13 +19,13 @@ import pandas as pd
 from xray_utils.data.dataset_spec import (
     DatasetError,
     DatasetSpec,
-    has_any_image,
     image_frame,
     prefixed,
     readme_ref,
     require_folder,
     walk_images,
 )
+from xray_utils.data.real.readiness import problems_of
 
 NAME = "imagenet"
 TITLE = "ImageNet / Imagenette"
@@ -47,9 +47,8 @@ def load(root: str | Path, *, check_files: bool = True, drop_missing: bool = Fal
 
 
 def problems(root: Path) -> list[str]:
-    if not root.is_dir():
-        return [f"folder {root} is missing"]
-    return [] if has_any_image(root) else [f"no image files under {root}"]
+    """Empty exactly when :func:`load` succeeds (it runs the same reading; see readiness)."""
+    return problems_of(load, root)
 
 
 SPEC = DatasetSpec(name=NAME, title=TITLE, layout=LAYOUT, load=load, problems=problems,

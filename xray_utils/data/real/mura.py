@@ -1,10 +1,11 @@
-"""MURA v1.1 (Stanford AIMI): 40,561 upper-extremity radiographs of seven body parts.
+"""MURA v1.1 (Stanford AIMI): 40,005 upper-extremity radiographs of seven body parts.
 
 Native layout (the extracted ``MURA-v1.1.zip``)::
 
     data/raw/mura/
         MURA-v1.1/
-            train_image_paths.csv       no header; MURA-v1.1/train/XR_WRIST/patient00001/study1_positive/image1.png
+            train_image_paths.csv       no header, one path a line, e.g.
+                                        MURA-v1.1/train/XR_WRIST/patient00001/study1_positive/image1.png
             valid_image_paths.csv
             train_labeled_studies.csv   (study-level normal/abnormal labels; not needed here)
             valid_labeled_studies.csv
@@ -12,8 +13,10 @@ Native layout (the extracted ``MURA-v1.1.zip``)::
             valid/...
 
 The body part comes from the ``XR_*`` folder, the patient from ``patientNNNNN``.  Both the
-``train`` and ``valid`` images are used (the paper's Table I counts are their sums); splits are
-made patient-wise later.
+``train`` and ``valid`` images are used (36,808 + 3,197 = 40,005 in v1.1, the publisher's
+counts; MURA's article gives 40,561 for an earlier release).  The paper's Table I counts are
+close to these sums but not equal (shoulder: 9,054 in Table I, 8,942 in v1.1); splits are made
+patient-wise later.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from xray_utils.data.dataset_spec import (
     readme_ref,
     require_folder,
 )
+from xray_utils.data.real.readiness import problems_of
 
 NAME = "mura"
 TITLE = "MURA v1.1"
@@ -42,7 +46,8 @@ LAYOUT = ("data/raw/mura/MURA-v1.1/{train_image_paths.csv, valid_image_paths.csv
 #: MURA's study types -> paper.XRAY_TYPES.
 BODY_PARTS: dict[str, str] = {f"XR_{t.upper()}": t for t in
                               ("elbow", "finger", "forearm", "hand", "humerus", "shoulder", "wrist")}
-assert set(BODY_PARTS.values()) <= set(paper.XRAY_TYPES)
+if not set(BODY_PARTS.values()) <= set(paper.XRAY_TYPES):  # pragma: no cover - a wrong edit
+    raise ImportError("BODY_PARTS must map to types of paper.XRAY_TYPES")
 
 
 def dataset_dir(root: Path) -> Path:
@@ -93,10 +98,8 @@ def load(root: str | Path, *, check_files: bool = True, drop_missing: bool = Fal
 
 
 def problems(root: Path) -> list[str]:
-    if not root.is_dir():
-        return [f"folder {root} is missing"]
-    data = dataset_dir(root)
-    return [f"{data / n} is missing" for n in PATH_LISTS if not (data / n).is_file()]
+    """Empty exactly when :func:`load` succeeds (it runs the same reading; see readiness)."""
+    return problems_of(load, root)
 
 
 SPEC = DatasetSpec(name=NAME, title=TITLE, layout=LAYOUT, load=load, problems=problems,

@@ -1,7 +1,11 @@
 """The interactive ``diagnose()`` demo of ``notebooks/06_diagnose_demo.ipynb`` (ipywidgets).
 
 * :func:`sample_images` -- the images offered in the demo: the two real DICOM films shipped in
-  ``pydicom-data`` and a few test-split images of the demo task manifests.
+  ``pydicom-data``, real films of the test split (when real data was mixed in), then a few
+  test-split images of the demo task manifests.
+* :func:`verdict_html` -- the verdict as one coloured block: a diagnosis, a refusal ("not an
+  X-ray", "no findings model for this type") and an unreadable file each look different
+  (shared with the app of ``python -m xray_utils app``).
 * :func:`plot_diagnosis` -- one figure per diagnosis: the image (with the Grad-CAM overlay of a
   chosen finding), then Module I, II and III's probabilities as bar charts.
 * :class:`DiagnoseDemo` -- the widgets (sample dropdown, file upload, finding dropdown) and
@@ -19,16 +23,16 @@ import numpy as np
 
 from xray_utils.config import paper
 from xray_utils.config.paths import ProjectPaths
+from xray_utils.data.demo import REAL_DEMO_FILMS
 from xray_utils.data.imageio import ImageReadError, read_gray_bytes
 from xray_utils.data.manifests import ManifestError, read_task_manifest
 from xray_utils.diagnose import rule as chain
 from xray_utils.diagnose.diagnoser import Diagnoser, Diagnosis
 
-#: The real films of ``pydicom-data`` (file name -> what it shows).
-DICOM_FILMS: Mapping[str, str] = {
-    "RG1_UNCR.dcm": "real chest PA film with round opacities (pydicom-data)",
-    "RG3_UNCR.dcm": "real distal tibia / ankle film (pydicom-data)",
-}
+#: The real films of ``pydicom-data`` (file name -> what it shows), from the one list in
+#: :data:`xray_utils.data.demo.REAL_DEMO_FILMS`.
+DICOM_FILMS: Mapping[str, str] = {file: f"real {what} (pydicom-data)"
+                                  for file, what in REAL_DEMO_FILMS.values()}
 
 
 def dicom_film(name: str) -> Path:
@@ -43,13 +47,14 @@ def dicom_film(name: str) -> Path:
 
 
 def sample_images(paths: ProjectPaths, per_kind: int = 2, seed: int = 0) -> dict[str, str]:
-    """Dropdown label -> file: the DICOM films, then demo test images from the task manifests.
+    """Dropdown label -> file: the DICOM films, real test films, then demo test images.
 
     From the test split: ``per_kind`` chest films with findings and one without (Module III's
     manifest), ``per_kind`` radiographs of other types (Module II's), and one photograph
     (Module I's).  A manifest that does not exist yet is skipped (the films are always there).
     """
     choices = {f"{name} · {what}": str(dicom_film(name)) for name, what in DICOM_FILMS.items()}
+    choices.update(real_test_films(paths, seed=seed))
     rng = np.random.default_rng(seed)
 
     def pick(task: str, keep, n: int, describe) -> None:
@@ -78,6 +83,74 @@ def sample_images(paths: ProjectPaths, per_kind: int = 2, seed: int = 0) -> dict
                  lambda lab: f"demo X-ray, {lab}")
     pick("xray_or_not", lambda lab: lab == "not_xray", 1, lambda lab: "photograph (not an X-ray)")
     return choices
+
+
+def real_test_films(paths: ProjectPaths, per_task: int = 2, seed: int = 0) -> dict[str, str]:
+    """Dropdown label -> file: real films (any ``source`` but ``demo``) of the test split.
+
+    They are in the task manifests only when real images were mixed into the data (``-p
+    EXTRA_DATA``, the public and full profiles); otherwise this is empty.  ``per_task`` images
+    from each task manifest, never an image twice.
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, str] = {}
+    for task in ("chest", "xray_type", "xray_or_not"):
+        try:
+            df = read_task_manifest(paths.manifest(task))
+        except ManifestError:
+            continue
+        df = df[(df["split"] == "test") & (df["source"].astype(str) != "demo")
+                & ~df["path"].isin(list(out.values()))]
+        if df.empty:
+            continue
+        rows = df.iloc[np.sort(rng.choice(len(df), size=min(per_task, len(df)), replace=False))]
+        for _, row in rows.iterrows():
+            label = str(row["label"]).replace("|", ", ")
+            out[f"real {row['source']}, {label} · {Path(row['path']).name}"] = row["path"]
+    return out
+
+
+# --------------------------------------------------------------------------- verdict
+
+#: Stage -> (colour, background, heading) of the verdict block.
+VERDICT_STYLES: Mapping[str | None, tuple[str, str, str]] = {
+    "chest": ("#05620a", "#e8f5e9", "Diagnosis"),
+    "type_only": ("#0b4f8a", "#e3f0fb", "X-ray, no chest findings"),
+    "not_xray": ("#8a4b00", "#fff3e0", "Refused: not an X-ray"),
+    None: ("#a00000", "#fdecea", "This file cannot be read"),
+}
+
+
+def verdict_kind(d: Diagnosis) -> str:
+    """``"diagnosis"``, ``"other_xray"``, ``"refused"`` or ``"unreadable"`` (the block's class)."""
+    return {"chest": "diagnosis", "type_only": "other_xray", "not_xray": "refused",
+            None: "unreadable"}[d.stage]
+
+
+def verdict_text(d: Diagnosis) -> str:
+    """Heading and explanation in words (what :func:`verdict_html` shows, without markup)."""
+    colour, background, heading = VERDICT_STYLES[d.stage]
+    if d.stage is None:
+        return f"{heading}: {d.error}"
+    if d.stage == "not_xray":
+        return (f"{heading} (P(X-ray) = {d.is_xray:.2f} < {chain.XRAY_THRESHOLD:g}); "
+                "the type and findings models were not run.")
+    if d.stage == "type_only":
+        return (f"{heading}: {d.verdict()}; only chest films go on to the findings model.")
+    return f"{heading}: {d.verdict()}"
+
+
+def verdict_html(d: Diagnosis, name: str | None = None) -> str:
+    """The verdict as a coloured block naming the image; each kind has its colour and wording."""
+    import html
+
+    colour, background, _ = VERDICT_STYLES[d.stage]
+    shown = html.escape(name or (Path(d.file).name if d.file else "image"))
+    return (f"<div class='xray-verdict xray-verdict-{verdict_kind(d)}' "
+            f"data-kind='{verdict_kind(d)}' style='color:{colour};background:{background};"
+            f"border-left:6px solid {colour};padding:6px 10px;margin:4px 0'>"
+            f"<div style='font-size:90%'>image: <b>{shown}</b></div>"
+            f"<b>{html.escape(verdict_text(d))}</b></div>")
 
 
 # --------------------------------------------------------------------------- figure
@@ -160,21 +233,26 @@ def _uploaded_files(value: Any) -> list[tuple[str, bytes]]:
 class DiagnoseDemo:
     """Pick an image (or upload one), see the chain's verdict, probabilities and heatmaps.
 
-    ``demo.widget`` is the box to display.  ``demo.show(path)``, ``demo.show_upload()`` and
-    ``demo.select_finding(name)`` are the callbacks (also called by the widgets' events);
-    after each, ``demo.result`` is the :class:`Diagnosis` and ``demo.figure`` the figure.
+    ``demo.widget`` is the box to display.  The preselected image (the dropdown's first entry,
+    or ``start``) is diagnosed at once, so the widget never starts blank.  ``demo.show(path)``,
+    ``demo.show_upload()`` and ``demo.select_finding(name)`` are the callbacks (also called by
+    the widgets' events); after each, ``demo.result`` is the :class:`Diagnosis`, ``demo.figure``
+    the figure and ``demo.shown`` the name of what is shown (the uploaded file's name for an
+    upload: the dropdown is then cleared, and picking a sample clears the upload).
     """
 
     def __init__(self, diagnoser: Diagnoser, choices: Mapping[str, str],
-                 heatmaps: int = len(paper.FINDINGS)) -> None:
+                 heatmaps: int = len(paper.FINDINGS), start: str | None = None) -> None:
         import ipywidgets as w
 
         self.diagnoser = diagnoser
         self.heatmaps = heatmaps
+        self.choices = dict(choices)
         self.result: Diagnosis | None = None
         self.figure: plt.Figure | None = None
+        self.shown: str | None = None
         self._updating = False
-        self.sample = w.Dropdown(options=list(choices.items()), description="image",
+        self.sample = w.Dropdown(options=list(self.choices.items()), description="image",
                                  layout=w.Layout(width="60%"))
         self.upload = w.FileUpload(accept="image/*,.dcm,.dicom", multiple=False,
                                    description="your image")
@@ -184,28 +262,60 @@ class DiagnoseDemo:
         self.output = w.Output()
         self.widget = w.VBox([w.HBox([self.sample, self.upload]), self.verdict, self.finding,
                               self.output])
-        self.sample.observe(lambda change: self.show(change["new"]), names="value")
+        self.sample.observe(lambda change: self._picked(change["new"]), names="value")
         self.upload.observe(lambda change: self.show_upload(), names="value")
         self.finding.observe(lambda change: self.select_finding(change["new"]), names="value")
+        if start is not None and start not in self.choices:
+            raise KeyError(f"{start!r} is not one of the images offered: {list(self.choices)}")
+        first = start or next(iter(self.choices), None)
+        if first is not None:
+            if self.sample.value == self.choices[first]:
+                self._picked(self.choices[first])
+            else:
+                self.sample.value = self.choices[first]  # its event diagnoses it
 
-    def show(self, source: str | os.PathLike | np.ndarray, name: str | None = None) -> Diagnosis:
-        """Diagnose one file or array and redraw everything."""
+    def _label_of(self, path: str) -> str:
+        return next((k for k, v in self.choices.items() if v == path), Path(str(path)).name)
+
+    def _picked(self, path: str | None) -> Diagnosis | None:
+        """The dropdown's callback: diagnose the sample and clear any earlier upload."""
+        if path is None or self._updating:
+            return None
+        if self.upload.value:
+            self._updating = True
+            try:
+                self.upload.value = ()
+            finally:
+                self._updating = False
+        return self.show(path, shown=self._label_of(path))
+
+    def show(self, source: str | os.PathLike | np.ndarray, name: str | None = None,
+             shown: str | None = None) -> Diagnosis:
+        """Diagnose one file or array and redraw everything (``shown``: what the label names)."""
         result = self.diagnoser.diagnose([source], heatmaps=self.heatmaps)[0]
         if name is not None:
             result.file = name
-        return self._display(result)
+        return self._display(result, shown)
 
     def show_upload(self) -> Diagnosis | None:
         """Diagnose the uploaded file (a clear message when it is not a readable image)."""
+        if self._updating:
+            return None
         files = _uploaded_files(self.upload.value)
         if not files:
             return None
         name, data = files[-1]
+        self._updating = True  # the dropdown no longer names what is shown: clear it
+        try:
+            self.sample.value = None
+        finally:
+            self._updating = False
+        shown = f"{name} (your upload)"
         try:
             gray = read_gray_bytes(data, name)
         except ImageReadError as exc:
-            return self._display(Diagnosis(file=name, ok=False, error=str(exc)))
-        return self.show(gray, name=name)
+            return self._display(Diagnosis(file=name, ok=False, error=str(exc)), shown)
+        return self.show(gray, name=name, shown=shown)
 
     def simulate_upload(self, path: str | os.PathLike) -> Diagnosis | None:
         """Put a file into the upload widget as a browser would (headless runs and tests).
@@ -230,10 +340,10 @@ class DiagnoseDemo:
             return None
         return self._draw(finding)
 
-    def _display(self, result: Diagnosis) -> Diagnosis:
+    def _display(self, result: Diagnosis, shown: str | None = None) -> Diagnosis:
         self.result = result
-        colour = "#b00" if not result.ok else "#060"
-        self.verdict.value = f"<b style='color:{colour}'>{_escape(result.verdict())}</b>"
+        self.shown = shown or (Path(result.file).name if result.file else "image")
+        self.verdict.value = verdict_html(result, self.shown)
         options = [(f"{f} ({p:.2f})", f) for f, p in result.top_findings(len(paper.FINDINGS))
                    if result.heatmaps and f in result.heatmaps]
         self._updating = True  # the finding dropdown's own events must not redraw meanwhile
@@ -263,9 +373,3 @@ class DiagnoseDemo:
         if self.result is None:
             raise RuntimeError("nothing diagnosed yet: pick an image first")
         return self.result.to_json()
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)

@@ -160,7 +160,12 @@ def write_corpus(folder: str | Path) -> list[tuple[Path, Expectation]]:
     ds.HighBit, ds.PixelRepresentation, ds.PixelData = 7, 0, cmyk.tobytes()
     ds.save_as(buf, enforce_file_format=True)
     add("cmyk_retired.dcm", buf.getvalue(), Expectation(False, r"unsupported|cannot be decoded"))
-    shutil.copyfile(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"), folder / "jpeg_ls.dcm")
+    import pydicom
+
+    jls = pydicom.dcmread(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
+    jls.Modality = "DX"  # an MR slice would be refused for its modality before decoding
+    jls.SOPClassUID = jls.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    jls.save_as(folder / "jpeg_ls.dcm")
     add("jpeg_ls.dcm", None, Expectation(None, r"decoder", shape=(64, 64),
                                          note="JPEG-LS: needs an optional pydicom plugin"))
 

@@ -32,6 +32,19 @@ Limits (module constants, also keyword arguments of :func:`read_gray`)
   square model input it would be meaningless.  Real radiographs stay within about 1:4
   (long-leg and whole-spine films).
 * :data:`MAX_FILE_BYTES` -- larger files are refused without being read.
+* :data:`MAX_DECODED_BYTES` -- the memory a decoded image may take: the size the header
+  declares (rows x columns x frames x samples x bytes per sample) is checked against it before
+  any pixel is decoded, and a deflated DICOM (Deflated Explicit VR Little Endian) is inflated
+  in chunks against the same limit (a small file that inflates to gigabytes is refused after
+  reading at most the limit, without keeping it in memory).
+
+DICOM modality
+--------------
+Only radiograph modalities are diagnosed: a DICOM whose ``Modality`` (or SOP class) says CT,
+MR, ultrasound, nuclear medicine or PET (:data:`NON_RADIOGRAPH_MODALITIES`), secondary captures
+that say so included, is refused with a sentence naming the modality.  For teaching (e.g. to
+show what the models make of a CT slice), pass ``any_modality=True``
+(``python -m xray_utils diagnose --any-modality``).
 
 Every failure is an :class:`ImageReadError` whose message names the file and says, in a
 sentence, what is wrong and what to do: missing, a folder, empty, truncated, not an image
@@ -43,7 +56,9 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -62,6 +77,24 @@ MIN_SIDE = 32
 MAX_ASPECT_RATIO = 8.0
 #: Refuse files larger than this (bytes) without reading them.
 MAX_FILE_BYTES = 512 * 1024 ** 2
+#: Refuse images whose decoded pixels (as declared in the header: rows x columns x frames x
+#: samples x bytes per sample) would take more memory than this; also the most a deflated
+#: DICOM may inflate to.
+MAX_DECODED_BYTES = 256 * 1024 ** 2
+#: DICOM Modality codes that are not radiographs, with the name used in messages.
+NON_RADIOGRAPH_MODALITIES = {
+    "CT": "computed tomography (CT)", "MR": "magnetic resonance (MR)", "US": "ultrasound (US)",
+    "NM": "nuclear medicine (NM)", "PT": "positron emission tomography (PET)",
+    "IVUS": "intravascular ultrasound", "OCT": "optical coherence tomography",
+    "OP": "ophthalmic photography", "XC": "external camera photography",
+    "ES": "endoscopy", "SM": "slide microscopy", "GM": "general microscopy",
+}
+#: SOP class name fragments (pydicom's UID names) that mark non-radiograph images.
+_NON_RADIOGRAPH_SOP = (("CT Image", "CT"), ("Enhanced CT", "CT"), ("MR Image", "MR"),
+                       ("Enhanced MR", "MR"), ("Ultrasound", "US"), ("Nuclear Medicine", "NM"),
+                       ("Positron Emission", "PT"), ("PET Image", "PT"))
+_DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
+_INFLATE_CHUNK = 1 << 20
 #: Percentiles used to window 10-16-bit and float data to 8 bit when no window is given.
 WINDOW_PERCENTILES = (0.5, 99.5)
 #: Grey value that transparent pixels are composited on (0 = black).
@@ -88,24 +121,32 @@ class _UnrecognisedImage(ImageReadError):
     """No Pillow decoder recognises the content (used to prefer the DICOM error for .dcm)."""
 
 
+class _Refused(ImageReadError):
+    """A readable DICOM refused on purpose (modality, size): no fall-back to other decoders."""
+
+
 # --------------------------------------------------------------------------- public API
 
 
 def read_gray(path: str | os.PathLike, *, min_side: int = MIN_SIDE, max_pixels: int = MAX_PIXELS,
-              max_aspect: float = MAX_ASPECT_RATIO) -> np.ndarray:
+              max_aspect: float = MAX_ASPECT_RATIO, max_bytes: int | None = None,
+              any_modality: bool = False) -> np.ndarray:
     """Read ``path`` (PNG, JPEG, TIFF, BMP, DICOM, ...) as a 2-D ``uint8`` array (0 = black).
 
     The limits default to the module constants; pass smaller ``min_side`` for datasets of
-    thumbnails (e.g. 28 px MedMNIST).  Raises :class:`ImageReadError` for anything that is not
-    a usable image.
+    thumbnails (e.g. 28 px MedMNIST).  ``any_modality=True`` accepts DICOM files of
+    non-radiograph modalities (CT, MR, ...; for teaching).  Raises :class:`ImageReadError` for
+    anything that is not a usable image.
     """
     path = Path(path)
-    name = str(path)
+    name = display_name(path)
+    limits = _Limits(min_side, max_pixels, max_aspect, max_bytes, any_modality)
     try:
         if path.is_dir():
             raise ImageReadError(f"{name}: is a folder, not an image file. Pass the image files "
                                  "inside it instead.")
-        size = path.stat().st_size
+        st = path.stat()
+        size, mode = st.st_size, st.st_mode
     except FileNotFoundError:
         raise ImageReadError(f"{name}: file not found. Check the path (and the working folder: "
                              f"{Path.cwd()}).") from None
@@ -113,17 +154,50 @@ def read_gray(path: str | os.PathLike, *, min_side: int = MIN_SIDE, max_pixels: 
         raise ImageReadError(f"{name}: permission denied; make the file readable.") from None
     except OSError as exc:  # e.g. name too long, broken symlink loop
         raise ImageReadError(f"{name}: cannot be accessed ({exc}).") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+                "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise ImageReadError(f"{name}: is {kind}, not an image file; pass a saved image file "
+                             "instead.")
     _check_file_size(name, size)
     try:
         with open(path, "rb") as fp:
-            return _decode(fp, name, path.suffix.lower(), min_side, max_pixels, max_aspect)
+            return _decode(fp, name, path.suffix.lower(), limits)
     except PermissionError:
         raise ImageReadError(f"{name}: permission denied; make the file readable.") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{name}: is a folder, not an image file.") from None
+
+
+def display_name(path: str | os.PathLike) -> str:
+    """``path`` as text that can always be printed: undecodable bytes of a file name (not
+    UTF-8) become ``\\xNN`` escapes, other control characters are escaped too."""
+    text = os.fsdecode(path) if not isinstance(path, str) else path
+    if isinstance(path, Path):
+        text = str(path)
+    out = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if not out.isprintable():
+        out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in out)
+    return out
+
+
+class _Limits:
+    __slots__ = ("min_side", "max_pixels", "max_aspect", "max_bytes", "any_modality")
+
+    def __init__(self, min_side: int = MIN_SIDE, max_pixels: int = MAX_PIXELS,
+                 max_aspect: float = MAX_ASPECT_RATIO, max_bytes: int | None = None,
+                 any_modality: bool = False) -> None:
+        self.min_side, self.max_pixels, self.max_aspect = min_side, max_pixels, max_aspect
+        # None: the module constant at call time (so it can be lowered for a whole program)
+        self.max_bytes = int(MAX_DECODED_BYTES if max_bytes is None else max_bytes)
+        self.any_modality = bool(any_modality)
 
 
 def read_gray_bytes(data: bytes | bytearray | memoryview, name: str = "<bytes>", *,
                     min_side: int = MIN_SIDE, max_pixels: int = MAX_PIXELS,
-                    max_aspect: float = MAX_ASPECT_RATIO) -> np.ndarray:
+                    max_aspect: float = MAX_ASPECT_RATIO, max_bytes: int | None = None,
+                    any_modality: bool = False) -> np.ndarray:
     """Like :func:`read_gray` for an image held in memory (e.g. a notebook upload).
 
     ``name`` is used in error messages and its ending decides whether a preamble-less file is
@@ -131,8 +205,8 @@ def read_gray_bytes(data: bytes | bytearray | memoryview, name: str = "<bytes>",
     """
     data = bytes(data)
     _check_file_size(name, len(data))
-    return _decode(io.BytesIO(data), name, Path(name).suffix.lower(), min_side, max_pixels,
-                   max_aspect)
+    return _decode(io.BytesIO(data), name, Path(name).suffix.lower(),
+                   _Limits(min_side, max_pixels, max_aspect, max_bytes, any_modality))
 
 
 def read_gray_resized(path: str | os.PathLike, size: int, **limits) -> np.ndarray:
@@ -197,33 +271,33 @@ def _check_file_size(name: str, size: int) -> None:
                              "image.")
 
 
-def _decode(fp: BinaryIO, name: str, suffix: str, min_side: int, max_pixels: int,
-            max_aspect: float) -> np.ndarray:
+def _decode(fp: BinaryIO, name: str, suffix: str, limits: _Limits) -> np.ndarray:
     """Decode, and hand back an array the caller owns (writable, C-contiguous uint8)."""
-    img = _decode_any(fp, name, suffix, min_side, max_pixels, max_aspect)
+    img = _decode_any(fp, name, suffix, limits)
     if not (img.flags.writeable and img.flags.c_contiguous and img.dtype == np.uint8):
         img = np.array(img, dtype=np.uint8, order="C")
     return img
 
 
-def _decode_any(fp: BinaryIO, name: str, suffix: str, min_side: int, max_pixels: int,
-                max_aspect: float) -> np.ndarray:
+def _decode_any(fp: BinaryIO, name: str, suffix: str, limits: _Limits) -> np.ndarray:
     """Route to the DICOM or the Pillow decoder; wrap any unexpected failure in a clear error."""
     head = fp.read(132)
     fp.seek(0)
     try:
         if head[128:132] == b"DICM":
-            return _read_dicom(fp, name, False, min_side, max_pixels, max_aspect)
+            return _read_dicom(fp, name, False, limits)
         if suffix in DICOM_SUFFIXES:
             try:
-                return _read_dicom(fp, name, True, min_side, max_pixels, max_aspect)
+                return _read_dicom(fp, name, True, limits)
+            except _Refused:
+                raise
             except ImageReadError as dicom_error:
                 fp.seek(0)
                 try:  # a PNG or JPEG that was merely given a .dcm name
-                    return _read_pil(fp, name, head, min_side, max_pixels, max_aspect)
+                    return _read_pil(fp, name, head, limits)
                 except _UnrecognisedImage:
                     raise dicom_error from None
-        return _read_pil(fp, name, head, min_side, max_pixels, max_aspect)
+        return _read_pil(fp, name, head, limits)
     except ImageReadError:
         raise
     except MemoryError:
@@ -235,9 +309,18 @@ def _decode_any(fp: BinaryIO, name: str, suffix: str, min_side: int, max_pixels:
                              "again.") from exc
 
 
-def _check_geometry(name: str, width: int, height: int, min_side: int, max_pixels: int,
-                    max_aspect: float) -> None:
+def _check_geometry(name: str, width: int, height: int, limits: _Limits,
+                    bytes_per_pixel: float = 1, frames: int = 1) -> None:
     """Refuse images that are too large, too small or too thin (see the module limits)."""
+    min_side, max_pixels, max_aspect = limits.min_side, limits.max_pixels, limits.max_aspect
+    declared = int(width) * int(height) * max(int(frames), 1) * bytes_per_pixel
+    if declared > limits.max_bytes:
+        what = f"{frames} frames of " if frames > 1 else ""
+        raise _Refused(
+            f"{name}: the image declares {what}{width} x {height} pixels, "
+            f"{declared / 2**20:,.0f} MiB once decoded, more than the "
+            f"{limits.max_bytes / 2**20:,.0f} MiB this reader accepts "
+            "(xray_utils.data.imageio.MAX_DECODED_BYTES). Export a single, smaller image.")
     if width * height > max_pixels:
         raise ImageReadError(
             f"{name}: the image claims {width} x {height} = {width * height:,} pixels, more than "
@@ -274,8 +357,7 @@ def _not_an_image(name: str, head: bytes) -> _UnrecognisedImage:
         "(whatever its name says). Check that the file is really an image.")
 
 
-def _read_pil(fp: BinaryIO, name: str, head: bytes, min_side: int, max_pixels: int,
-              max_aspect: float) -> np.ndarray:
+def _read_pil(fp: BinaryIO, name: str, head: bytes, limits: _Limits) -> np.ndarray:
     """Decode with Pillow (PNG, JPEG, TIFF, BMP, GIF, WebP, ...)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -291,7 +373,10 @@ def _read_pil(fp: BinaryIO, name: str, head: bytes, min_side: int, max_pixels: i
                                  "truncated or corrupt. Fetch or export it again.") from None
         with im:
             width, height = im.size
-            _check_geometry(name, width, height, min_side, max_pixels, max_aspect)
+            bands = len(im.getbands()) if im.mode else 1
+            depth = 4 if im.mode in ("I", "F", "RGBX", "RGBA", "CMYK") else (
+                2 if im.mode.startswith("I;16") else 1)
+            _check_geometry(name, width, height, limits, max(bands, depth))  # first frame only
             try:
                 im.load()
             except (OSError, SyntaxError, ValueError) as exc:
@@ -337,16 +422,103 @@ def _unsupported_mode(name: str, mode: str, exc: Exception | None = None) -> Ima
                           "ordinary grayscale or RGB PNG/JPEG.")
 
 
-def _read_dicom(fp: BinaryIO, name: str, force: bool, min_side: int, max_pixels: int,
-                max_aspect: float) -> np.ndarray:
-    """Decode a DICOM image with pydicom: first frame, modality + VOI LUT, MONOCHROME1 inverted."""
+def _inflate_bounded(fp: BinaryIO, name: str, limit: int, keep: bool) -> bytes | None:
+    """Inflate the rest of ``fp`` (raw deflate) in chunks; refuse once it passes ``limit`` bytes.
+
+    With ``keep=False`` only counts (constant memory), so a deflate bomb is refused without
+    ever holding its output; with ``keep=True`` returns the inflated bytes.
+    """
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    parts: list[bytes] = []
+    while True:
+        chunk = fp.read(_INFLATE_CHUNK)
+        data = chunk
+        while data:
+            try:
+                out = inflater.decompress(data, _INFLATE_CHUNK)
+            except zlib.error as exc:
+                raise ImageReadError(f"{name}: the deflated DICOM data is corrupt ({exc}); fetch "
+                                     "or export the file again.") from None
+            total += len(out)
+            if total > limit:
+                raise _Refused(
+                    f"{name}: the deflated DICOM data inflates to more than "
+                    f"{limit / 2**20:,.0f} MiB, more than this reader accepts "
+                    "(xray_utils.data.imageio.MAX_DECODED_BYTES); refused before decoding (a "
+                    "guard against 'decompression bombs'). Export the image uncompressed or "
+                    "smaller.")
+            if keep:
+                parts.append(out)
+            data = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+        if not chunk or inflater.eof:
+            break
+    if keep:
+        try:
+            parts.append(inflater.flush())
+        except zlib.error:
+            pass
+        return b"".join(parts)
+    return None
+
+
+def _dcmread_bounded(fp: BinaryIO, name: str, force: bool, limits: _Limits):
+    """``pydicom.dcmread``, except that a deflated data set is inflated against the limit."""
     import pydicom
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    start = fp.tell()
+    try:
+        read_preamble(fp, force)
+        meta = _read_file_meta_info(fp)
+    except Exception:
+        meta = None
+    if meta is None or str(meta.get("TransferSyntaxUID", "")) != _DEFLATED_SYNTAX:
+        fp.seek(start)
+        return pydicom.dcmread(fp, force=force)
+    body = fp.tell()
+    _inflate_bounded(fp, name, limits.max_bytes, keep=False)  # count first: no big buffer
+    fp.seek(body)
+    inflated = _inflate_bounded(fp, name, limits.max_bytes, keep=True)
+    ds = pydicom.dcmread(io.BytesIO(inflated), force=True)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    return ds
+
+
+def _modality_refusal(ds, name: str) -> str | None:
+    """A sentence when the DICOM's Modality or SOP class says it is not a radiograph."""
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    sop = ds.get("SOPClassUID")
+    sop_name = str(getattr(sop, "name", "") or "")
+    code = modality if modality in NON_RADIOGRAPH_MODALITIES else None
+    if code is None:
+        code = next((c for frag, c in _NON_RADIOGRAPH_SOP if frag in sop_name), None)
+    if code is None:
+        return None
+    what = NON_RADIOGRAPH_MODALITIES[code]
+    capture = " (a secondary capture of it)" if "Secondary Capture" in sop_name else ""
+    return (f"{name}: this DICOM image is {what}{capture}, not a radiograph (Modality "
+            f"{modality or 'not set'}); the models were trained on X-ray films only, so the "
+            "result would be meaningless. For teaching, pass any_modality=True "
+            "(command line: --any-modality) to diagnose it anyway.")
+
+
+def _read_dicom(fp: BinaryIO, name: str, force: bool, limits: _Limits) -> np.ndarray:
+    """Decode a DICOM image with pydicom: first frame, modality + VOI LUT, MONOCHROME1 inverted."""
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     try:
-        ds = pydicom.dcmread(fp, force=force)
+        ds = _dcmread_bounded(fp, name, force, limits)
+    except ImageReadError:
+        raise
+    except MemoryError:
+        raise
     except InvalidDicomError as exc:
         raise ImageReadError(f"{name}: not a valid DICOM file ({exc}).") from None
     except Exception as exc:  # EOF inside the header, bad lengths, ...
@@ -358,11 +530,28 @@ def _read_dicom(fp: BinaryIO, name: str, force: bool, min_side: int, max_pixels:
         raise ImageReadError(
             f"{name}: this DICOM file{kind} has no pixel data; it is not an image. Export the "
             "image series instead of the report or header.")
-    rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    if not limits.any_modality:
+        refusal = _modality_refusal(ds, name)
+        if refusal:
+            raise _Refused(refusal)
+    try:
+        rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+        frames = int(ds.get("NumberOfFrames") or 1)
+        samples_declared = int(ds.get("SamplesPerPixel") or 1)
+        bits = int(ds.get("BitsAllocated") or 8)
+    except (TypeError, ValueError) as exc:
+        raise ImageReadError(f"{name}: the DICOM image geometry is unreadable ({exc}); the file "
+                             "is corrupt.") from None
     if not rows or not cols:
         raise ImageReadError(f"{name}: the DICOM file has pixel data but no Rows/Columns; it is "
                              "corrupt.")
-    _check_geometry(name, cols, rows, min_side, max_pixels, max_aspect)
+    if rows < 0 or cols < 0 or frames < 1 or bits < 1 or samples_declared < 1:
+        raise ImageReadError(f"{name}: the DICOM image geometry is invalid ({rows} x {cols}, "
+                             f"{frames} frames, {bits} bits); the file is corrupt.")
+    # the whole declared pixel data (all frames), and the decoded first frame (as float64
+    # after the modality LUT) must both fit the limit
+    _check_geometry(name, cols, rows, limits, samples_declared * max(bits, 8) / 8, frames)
+    _check_geometry(name, cols, rows, limits, samples_declared * 8)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     samples = int(ds.get("SamplesPerPixel") or 1)
     if photometric not in _DICOM_PHOTOMETRICS or samples not in (1, 3):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from xray_utils import models
+from xray_utils.bench import untrained
 
 
 @dataclass(frozen=True)
@@ -193,10 +193,11 @@ def write_corpus(folder: str | Path) -> list[tuple[Path, Expectation]]:
     return out
 
 
-ROUTES = models.ROUTES
+ROUTES = untrained.ROUTES
 
 
 def write_tiny_checkpoints(folder: str | Path, route: str = "chest", image_size: int = 32,
                            seed: int = 0, type_only_as: str = "hand") -> Path:
-    """Untrained checkpoints forcing ``route`` (see :func:`xray_utils.models.write_routed_checkpoints`)."""
-    return models.write_routed_checkpoints(folder, route, image_size, seed, type_only_as)
+    """Untrained checkpoints forcing ``route`` (see
+    :func:`xray_utils.bench.untrained.write_routed_checkpoints`)."""
+    return untrained.write_routed_checkpoints(folder, route, image_size, seed, type_only_as)

@@ -5,15 +5,18 @@
   inside the model so ImageNet weights apply unchanged.
 * :func:`to_model_input` -- the one transform from 8-bit images to model input (per-image
   standardisation), used by training, evaluation, Grad-CAM and ``diagnose()``.
+* :func:`predict_probabilities` -- a model's probabilities over 8-bit images, batched
+  (sigmoid for the multi-label Module III, softmax for I and II).
 * :func:`save_checkpoint` / :func:`load_checkpoint` -- safetensors weights + a JSON that
-  describes the model completely; loading never unpickles objects.
+  describes the model completely (schema checked by :func:`validate_meta`, with the sha256 of
+  the weights); loading verifies both and never unpickles objects.
 """
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +24,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from xray_utils.config import paper
-from xray_utils.config.paths import best_checkpoint
 
 ARCH = "densenet121"
 NORMALIZATION = "per_image_standardize"
@@ -128,6 +130,50 @@ def to_model_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (centred / std).view_as(x)
 
 
+def predict_probabilities(model: nn.Module, meta: Mapping[str, Any], images_uint8: Any,
+                          batch_size: int = 64, device: str | torch.device | None = None,
+                          rows: Sequence[int] | np.ndarray | None = None,
+                          desc: str | None = None) -> np.ndarray:
+    """Probabilities ``(N, C)`` (float32 NumPy) of ``model`` over 8-bit images ``(N, H, W)``.
+
+    Sigmoid per class when ``meta["multilabel"]`` (Module III), softmax otherwise.  The images
+    go through :func:`to_model_input` ``batch_size`` at a time, so ``images_uint8`` may be a
+    memory-mapped cache; ``rows`` picks (in order) the images to use.  ``device``: where to
+    run (``None``: where the model is; the model is moved otherwise).  The model runs in eval
+    mode and gets its previous mode back.  ``desc`` shows a progress bar with that label.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if device is not None:
+        model = model.to(resolve_device(device))
+    param = next(model.parameters(), None)
+    run_on = param.device if param is not None else torch.device("cpu")
+    index = np.arange(len(images_uint8)) if rows is None else np.asarray(rows, dtype=np.int64)
+    multilabel = bool(meta["multilabel"])
+    n_out = len(meta["classes"]) if "classes" in meta else getattr(
+        getattr(model, "classifier", None), "out_features", 0)
+    out = np.empty((len(index), n_out), dtype=np.float32)
+    starts = range(0, len(index), batch_size)
+    if desc is not None:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=desc, leave=False)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in starts:
+                chunk = index[start:start + batch_size]
+                batch = (images_uint8[start:start + batch_size] if rows is None
+                         else images_uint8[chunk])
+                logits = model(to_model_input(np.asarray(batch)).to(run_on)).float()
+                probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
+                out[start:start + len(chunk)] = probs.cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
 def checkpoint_meta(task: str, image_size: int, training: Mapping[str, Any] | None = None,
                     metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The JSON that makes a checkpoint self-describing."""
@@ -139,11 +185,76 @@ def checkpoint_meta(task: str, image_size: int, training: Mapping[str, Any] | No
     }
 
 
+#: Input sizes (px) a checkpoint may declare: DenseNet-121 needs at least 32 px (five
+#: halvings down to 1 x 1); above 1024 px the tutorial's models were never trained or tested.
+IMAGE_SIZE_RANGE = (32, 1024)
+
+
+class CheckpointInvalid(ValueError):
+    """A checkpoint's files exist but fail verification (schema, sha256, non-finite weights)."""
+
+
+def validate_meta(meta: Any, where: str = "best.json") -> dict[str, Any]:
+    """Check a checkpoint's JSON against the schema; returns it, or raises :class:`CheckpointInvalid`
+    listing every problem (task, classes of that task, image size, multilabel, architecture)."""
+    if not isinstance(meta, dict):
+        raise CheckpointInvalid(f"{where}: not a checkpoint description (a JSON object is "
+                                f"expected, found {type(meta).__name__}).")
+    problems = []
+    task = meta.get("task")
+    if meta.get("arch") != ARCH:
+        problems.append(f"arch is {meta.get('arch')!r}, expected {ARCH!r}")
+    if task not in paper.TASKS:
+        problems.append(f"task is {task!r}, expected one of {list(paper.TASKS)}")
+    else:
+        if meta.get("classes") != list(paper.classes_for(task)):
+            problems.append(f"classes are {meta.get('classes')!r}, not the paper's classes of "
+                            f"{task!r}")
+        if meta.get("multilabel") is not paper.is_multilabel(task):
+            problems.append(f"multilabel is {meta.get('multilabel')!r}, but {task!r} is "
+                            f"{'multi-label' if paper.is_multilabel(task) else 'single-label'}")
+    size, (low, high) = meta.get("image_size"), IMAGE_SIZE_RANGE
+    if type(size) is not int or not low <= size <= high:
+        problems.append(f"image_size is {size!r}, expected a whole number of pixels from {low} "
+                        f"to {high}")
+    if meta.get("in_channels", 1) != 1:
+        problems.append(f"in_channels is {meta.get('in_channels')!r}, expected 1")
+    if meta.get("normalization", NORMALIZATION) != NORMALIZATION:
+        problems.append(f"normalization is {meta.get('normalization')!r}, expected "
+                        f"{NORMALIZATION!r}")
+    digest = meta.get("weights_sha256")
+    if digest is not None and (not isinstance(digest, str) or len(digest) != 64
+                               or any(c not in "0123456789abcdef" for c in digest)):
+        problems.append(f"weights_sha256 is {digest!r}, not a sha256 hex digest")
+    if problems:
+        raise CheckpointInvalid(f"{where}: invalid checkpoint description: " + "; ".join(problems)
+                                + ". Retrain the module or restore the original file.")
+    return meta
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file, read in 1 MiB chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _non_finite(state: Mapping[str, torch.Tensor]) -> list[str]:
+    return [k for k, v in state.items()
+            if torch.is_floating_point(v) and not bool(torch.isfinite(v).all())]
+
+
 def save_checkpoint(model: nn.Module, path: str | Path, meta: Mapping[str, Any]) -> Path:
     """Write ``<path>.safetensors`` (weights) and ``<path>.json`` (``meta``); returns the JSON path.
 
-    Files are written to temporary names first and renamed, so an interruption never leaves a
-    half-written checkpoint.
+    The JSON carries the sha256 of the weights file (``weights_sha256``), which loading checks.
+    Non-finite weights (NaN, inf: a diverged training) are refused.  Files are written to
+    temporary names first and renamed, so an interruption never leaves a half-written
+    checkpoint; both get the same file mode (the one the JSON gets from the umask).
     """
     from safetensors.torch import save_file
 
@@ -151,11 +262,40 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: Mapping[str, Any])
     path.parent.mkdir(parents=True, exist_ok=True)
     weights, info = path.with_suffix(".safetensors"), path.with_suffix(".json")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(weights) + ".tmp")
-    Path(str(weights) + ".tmp").replace(weights)
-    info.with_suffix(".json.tmp").write_text(json.dumps(meta, indent=2, default=_json_default))
-    info.with_suffix(".json.tmp").replace(info)
+    bad = _non_finite(state)
+    if bad:
+        raise CheckpointInvalid(f"{weights}: not saved: {len(bad)} weight tensors hold NaN or "
+                                f"infinite values (e.g. {bad[0]}); the training diverged. Lower "
+                                "the learning rate (-p LR ...) and train again.")
+    meta = dict(meta)
+    validate_meta(json.loads(json.dumps(meta, default=_json_default)), str(info))
+    tmp_weights, tmp_info = Path(str(weights) + ".tmp"), info.with_suffix(".json.tmp")
+    save_file(state, str(tmp_weights))
+    meta["weights_sha256"] = file_sha256(tmp_weights)
+    tmp_info.write_text(json.dumps(meta, indent=2, default=_json_default, allow_nan=False)
+                        if _all_finite_json(meta) else
+                        json.dumps(_finite_json(meta), indent=2, default=_json_default))
+    tmp_weights.chmod(tmp_info.stat().st_mode & 0o777)
+    tmp_weights.replace(weights)
+    tmp_info.replace(info)
     return info
+
+
+def _finite_json(o: Any) -> Any:
+    """``o`` with NaN / inf floats replaced by None (JSON has no NaN)."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, np.generic):
+        return _finite_json(o.item())
+    if isinstance(o, dict):
+        return {k: _finite_json(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite_json(v) for v in o]
+    return o
+
+
+def _all_finite_json(o: Any) -> bool:
+    return _finite_json(o) == o if not isinstance(o, float) else math.isfinite(o)
 
 
 def _json_default(o: Any) -> Any:
@@ -168,10 +308,16 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[XrayDenseNet, dict]:
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                    task: str | None = None) -> tuple[XrayDenseNet, dict]:
     """Rebuild a model from ``<path>.json`` alone and load ``<path>.safetensors`` into it.
 
-    ``path`` may name either file or the common stem.  The model is returned in eval mode.
+    ``path`` may name either file or the common stem; ``task``, when given, must be the
+    checkpoint's.  Verified before use: the JSON's schema (:func:`validate_meta`), the weights'
+    sha256 against ``weights_sha256``, the tensors' names and shapes, and that every weight is
+    finite; any failure is a :class:`CheckpointInvalid` naming the file.  Checkpoints written
+    before ``weights_sha256`` existed are accepted with a warning (their schema and weights are
+    still checked); retraining adds the digest.  The model is returned in eval mode.
     """
     from safetensors.torch import load_file
 
@@ -183,11 +329,44 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
             raise FileNotFoundError(
                 f"checkpoint file missing: {f}. Train the model first (notebooks 01-03) or pass "
                 "the folder of an existing run.")
-    meta = json.loads(info.read_text())
-    if meta.get("arch") != ARCH:
-        raise ValueError(f"{info}: unsupported architecture {meta.get('arch')!r}")
+    try:
+        meta = json.loads(info.read_text(encoding="utf-8"),
+                          parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointInvalid(f"{info}: not valid JSON ({exc}); the file is damaged. Retrain "
+                                "the module or restore the original file.") from None
+    validate_meta(meta, str(info))
+    if task is not None and meta["task"] != task:
+        raise CheckpointInvalid(f"{info}: a checkpoint of task {meta['task']!r}, but {task!r} "
+                                "was expected; check the folder.")
+    digest = meta.get("weights_sha256")
+    if digest is None:
+        import warnings
+
+        warnings.warn(f"{info}: written before checkpoints carried a sha256 of their weights; "
+                      f"{weights.name} cannot be verified (retrain to add it).", stacklevel=2)
+    elif file_sha256(weights) != digest:
+        raise CheckpointInvalid(f"{weights}: its sha256 differs from the one recorded in "
+                                f"{info.name}: the weights file is damaged or was replaced. "
+                                "Retrain the module or restore the original files.")
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as exc:  # bad safetensors header, truncated data
+        raise CheckpointInvalid(f"{weights}: not a readable safetensors file ({exc}). Retrain "
+                                "the module or restore the original file.") from None
+    bad = _non_finite(state)
+    if bad:
+        raise CheckpointInvalid(f"{weights}: {len(bad)} weight tensors hold NaN or infinite "
+                                f"values (e.g. {bad[0]}); the model cannot give meaningful "
+                                "results. Retrain the module.")
     model = XrayDenseNet(len(meta["classes"]), pretrained=False)
-    model.load_state_dict(load_file(str(weights), device=str(device)))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise CheckpointInvalid(f"{weights}: the tensors do not fit a DenseNet-121 for "
+                                f"{meta['task']!r} ({' '.join(first[:3])[:300]}). Retrain the "
+                                "module.") from None
     return model.to(device).eval(), meta
 
 
@@ -212,36 +391,3 @@ def init_features_from(model: XrayDenseNet, checkpoint: str | Path) -> int:
             mine[k].copy_(v)
     return len(theirs)
 
-
-#: Where untrained checkpoints written by :func:`write_routed_checkpoints` send every image.
-ROUTES: tuple[str, ...] = ("not_xray", "type_only", "chest")
-
-
-def write_routed_checkpoints(folder: str | Path, route: str = "chest", image_size: int = 32,
-                             seed: int = 0, type_only_as: str = "hand",
-                             note: str = "untrained, head forces a route") -> Path:
-    """Untrained checkpoints of the three modules in ``<folder>/<task>/best.*``; returns ``folder``.
-
-    The heads of Modules I and II get zero weights and a bias that forces ``route`` for every
-    image: ``"not_xray"`` (Module I says photo), ``"type_only"`` (an X-ray of type
-    ``type_only_as``) or ``"chest"`` (a chest film, so all three modules run).  Module III keeps
-    its random head.  For tests and benchmarks: the compute is that of real models, the
-    predictions mean nothing.
-    """
-    if route not in ROUTES:
-        raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
-    folder = Path(folder)
-    torch.manual_seed(seed)
-    forced = {"xray_or_not": "not_xray" if route == "not_xray" else "xray",
-              "xray_type": "chest" if route == "chest" else type_only_as}
-    for task in paper.TASKS:
-        model = build_model(task)
-        if task in forced:
-            classes = list(paper.classes_for(task))
-            with torch.no_grad():
-                model.classifier.weight.zero_()
-                model.classifier.bias.fill_(-10.0)
-                model.classifier.bias[classes.index(forced[task])] = 10.0
-        meta = checkpoint_meta(task, image_size, training={"note": note})
-        save_checkpoint(model, best_checkpoint(folder, task).with_suffix(""), meta)
-    return folder

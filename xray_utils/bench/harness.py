@@ -35,9 +35,10 @@ smoke test of the bench itself whose numbers mean nothing.
 A *figure* in the JSON is ``{"label", "value", "baseline", "ratio", "unit", "baseline_label"}``
 with ``ratio = value / baseline``, plus ``"goal"`` and ``"meets_goal"`` where there is a goal.
 
-Inputs: real films from ``../shared/real-samples`` (``$XRAY_REAL_SAMPLES``, or
-``real-samples`` under ``$XRAY_SHARED_DIR``), some of them re-encoded as PNG, and the two
-DICOM films of ``pydicom-data``; generated images when the real ones are absent.  Checkpoints:
+Inputs: real films from a labelled folder of real images (set ``XRAY_REAL_SAMPLES``; see
+:func:`xray_utils.config.paths.real_samples_dir`), some of them re-encoded as PNG, and the two
+DICOM films of ``pydicom-data`` (:data:`xray_utils.data.demo.REAL_DEMO_FILMS`); generated
+images when the real ones are absent.  Checkpoints:
 ``--checkpoints`` or the demo run's; without them untrained DenseNet-121s are written to a
 temporary folder (timings hold, predictions do not; the output says so).  Everything the bench
 writes besides the JSON lives in a temporary folder that is removed at the end.
@@ -62,7 +63,7 @@ import torch
 from tqdm.auto import tqdm
 
 from xray_utils.config import paper
-from xray_utils.config.paths import REPO_ROOT, project_paths
+from xray_utils.config.paths import REAL_SAMPLES_ENV, REPO_ROOT, project_paths, real_samples_dir
 
 PROG = "python -m xray_utils bench"
 DESCRIPTION = ("Measure the fast paths of the project (preprocessing cache, training loader, "
@@ -75,8 +76,6 @@ GOAL_DIAGNOSE_RATIO = 1.5
 
 #: The task whose model the training benchmark trains (the step costs the same for all three).
 TRAIN_TASK = "xray_or_not"
-#: DICOM films shipped with pydicom-data (chest PA, distal tibia / ankle).
-DICOM_FILMS = ("RG1_UNCR.dcm", "RG3_UNCR.dcm")
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,18 +248,6 @@ class Source:
     chest: bool
 
 
-def real_samples_dir() -> Path | None:
-    """The real-samples folder: ``$XRAY_REAL_SAMPLES``, else ``real-samples`` inside
-    ``$XRAY_SHARED_DIR`` or ``<repo>/../shared``; None when absent."""
-    env = os.environ.get("XRAY_REAL_SAMPLES")
-    if env:
-        cand = Path(env)
-    else:
-        shared = Path(os.environ.get("XRAY_SHARED_DIR") or REPO_ROOT.parent / "shared")
-        cand = shared / "real-samples"
-    return cand if (cand / "labels.csv").is_file() else None
-
-
 def _round_robin(df: pd.DataFrame) -> list[int]:
     """Row order that takes one file from each top-level folder in turn (a varied mix)."""
     groups = [list(g.index) for _, g in df.groupby(df["file"].str.split("/").str[0], sort=True)]
@@ -273,19 +260,15 @@ def _round_robin(df: pd.DataFrame) -> list[int]:
 
 
 def _dicom_sources() -> list[Source]:
+    """The demo's real DICOM films (none when ``pydicom-data`` is absent)."""
+    from xray_utils.data.demo import real_demo_films
+
     try:
-        from pydicom.data import get_testdata_file
-    except ImportError:
+        films = real_demo_films()
+    except Exception:  # pydicom(-data) absent and no download possible
         return []
-    out = []
-    for name in DICOM_FILMS:
-        try:
-            path = get_testdata_file(name)
-        except Exception:  # pydicom-data absent and no download possible
-            path = None
-        if path and Path(path).is_file():
-            out.append(Source(str(path), "dicom", True, name == "RG1_UNCR.dcm"))
-    return out
+    return [Source(str(path), "dicom", True, key == "chest_pa") for key, path in films.items()
+            if path.is_file()]
 
 
 def _synthetic_film(rng: np.random.Generator, size: int = 512) -> np.ndarray:
@@ -335,8 +318,8 @@ def collect_sources(cfg: BenchConfig, folder: Path) -> tuple[list[Source], str]:
             out = folder / f"generated_{k:03d}.{'jpg' if fmt == 'jpeg' else 'png'}"
             Image.fromarray(_synthetic_film(rng)).save(out)
             sources.append(Source(str(out), fmt, k % 2 == 0, k % 4 == 0))
-        origin = ("generated 512 px JPEG/PNG images (no real samples found: set XRAY_REAL_SAMPLES "
-                  "or put the shared folder beside the repository)")
+        origin = ("generated 512 px JPEG/PNG images (no labelled folder of real images found: "
+                  f"set {REAL_SAMPLES_ENV})")
     if cfg.dicom:
         dicom = _dicom_sources()
         sources.extend(dicom)
@@ -667,7 +650,7 @@ def bench_training(cfg: BenchConfig, manifest: Path, cache_dir: Path, device: to
 def write_untrained_checkpoints(folder: Path, image_size: int, seed: int = 0) -> Path:
     """Untrained checkpoints that send every image through all three modules (chest route):
     the compute is that of trained models, the predictions mean nothing."""
-    from xray_utils.models import write_routed_checkpoints
+    from xray_utils.bench.untrained import write_routed_checkpoints
 
     return write_routed_checkpoints(folder, "chest", image_size, seed,
                                     note="untrained, for the bench")

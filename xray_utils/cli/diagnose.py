@@ -115,13 +115,13 @@ def run(args: argparse.Namespace) -> int:
         records = [d.to_json(paths) for d, paths in zip(results, written)]
         print(json.dumps(records, indent=2))
     else:
-        print(format_report(results, written, top))
+        print(format_diagnoses(results, written, top))
     return 1 if any(not d.ok for d in results) else 0
 
 
-def format_report(results: Sequence[Diagnosis],
-                  heatmap_paths: Sequence[dict[str, str] | None] | None = None,
-                  top: int = DEFAULT_TOP_K) -> str:
+def format_diagnoses(results: Sequence[Diagnosis],
+                     heatmap_paths: Sequence[dict[str, str] | None] | None = None,
+                     top: int = DEFAULT_TOP_K) -> str:
     """The readable report: one block per file, then a summary line."""
     heatmap_paths = heatmap_paths or [None] * len(results)
     lines: list[str] = []

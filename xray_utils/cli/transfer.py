@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xray_utils.evaluate.real_films import format_report, held_out_files, score_transfer
+from xray_utils.evaluate.real_films import format_transfer_report, held_out_files, score_transfer
 
 
 def main(args) -> int:
@@ -18,14 +18,14 @@ def main(args) -> int:
         return 2
     if args.json:
         Path(args.json).write_text(json.dumps(scores, indent=2))
-    print(format_report(scores))
+    print(format_transfer_report(scores))
     return 0
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("transfer", help="score the demo models on real films and photographs")
     p.add_argument("--checkpoints", help="checkpoints folder (default: the demo run's)")
-    p.add_argument("--samples", help="labelled folder of real images (default: ../shared/real-samples)")
+    p.add_argument("--samples", help="a labelled folder of real images (default: $XRAY_REAL_SAMPLES)")
     p.add_argument("--json", help="also write the scores to this JSON file")
     p.add_argument("--test-split-of", metavar="TASK_MANIFEST", action="append",
                    help="score only the images in the test split of these manifests "

@@ -1,15 +1,26 @@
 """Where things live: one helper for every folder the notebooks and tools use.
 
 Defaults are relative to the repository root (never to the working folder), and each can be
-overridden by a notebook parameter or an environment variable:
+overridden by a notebook parameter or an environment variable.  Every environment variable the
+package reads is read here (or through a function here):
 
-=================  ===========================  ==========================
-folder             default                      environment variable
-=================  ===========================  ==========================
-data root          ``<repo>/data``              ``XRAY_DATA_DIR``
-run folder         ``<repo>/runs/<profile>``    ``XRAY_RUN_DIR``
-figures            ``<repo>/figures/<profile>`` ``XRAY_FIGURES_DIR``
-=================  ===========================  ==========================
+=================  ===============================  ==========================
+what               default                          environment variable
+=================  ===============================  ==========================
+repository root    the folder above ``xray_utils``  ``XRAY_REPO_ROOT``
+data root          ``<repo>/data``                  ``XRAY_DATA_DIR``
+run folder         ``<repo>/runs/<profile>``        ``XRAY_RUN_DIR``
+figures            ``<repo>/figures/<profile>``     ``XRAY_FIGURES_DIR``
+downloads          ``<data>/downloads``             ``XRAY_DOWNLOADS_DIR``
+offline mode       off                              ``XRAY_OFFLINE`` (1/true/yes/on)
+download mirror    none (the publishers' URLs)      ``XRAY_PUBLIC_MIRROR``
+real images        none                             ``XRAY_REAL_SAMPLES``
+reference folder   none                             ``XRAY_SHARED_DIR``
+=================  ===============================  ==========================
+
+The last two name a labelled folder of real images (:func:`real_samples_dir`; without
+``XRAY_REAL_SAMPLES`` it is ``real-samples`` inside ``XRAY_SHARED_DIR``): optional inputs of
+the transfer score and the bench, never needed to run the tutorial.
 """
 from __future__ import annotations
 
@@ -20,6 +31,19 @@ from pathlib import Path
 #: The repository root (the folder holding ``notebooks/`` and ``xray_utils/``).
 REPO_ROOT = Path(os.environ.get("XRAY_REPO_ROOT", Path(__file__).resolve().parents[2]))
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+#: The real films shipped with the repository (``data/open-films``: images, manifest, licences).
+OPEN_FILMS_DIR = REPO_ROOT / "data" / "open-films"
+
+DATA_ENV = "XRAY_DATA_DIR"
+RUN_ENV = "XRAY_RUN_DIR"
+FIGURES_ENV = "XRAY_FIGURES_DIR"
+DOWNLOADS_ENV = "XRAY_DOWNLOADS_DIR"
+OFFLINE_ENV = "XRAY_OFFLINE"
+MIRROR_ENV = "XRAY_PUBLIC_MIRROR"
+REAL_SAMPLES_ENV = "XRAY_REAL_SAMPLES"
+SHARED_ENV = "XRAY_SHARED_DIR"
+#: Name of the real-images folder inside ``$XRAY_SHARED_DIR``.
+REAL_SAMPLES_NAME = "real-samples"
 
 
 #: Checkpoint layout, one place: ``<checkpoints>/<task>/best.json`` + ``best.safetensors`` (the
@@ -45,6 +69,40 @@ def _pick(explicit: str | os.PathLike | None, env: str, default: Path) -> Path:
     if os.environ.get(env):
         return Path(os.environ[env]).expanduser().resolve()
     return default
+
+
+def downloads_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The downloads folder: ``cache_dir``, else ``$XRAY_DOWNLOADS_DIR``, else ``<data>/downloads``."""
+    return _pick(cache_dir, DOWNLOADS_ENV, project_paths().data_dir / "downloads")
+
+
+def is_offline(offline: bool | None = None) -> bool:
+    """``offline`` if given, else whether ``$XRAY_OFFLINE`` is set to 1/true/yes/on."""
+    if offline is not None:
+        return bool(offline)
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def download_mirror(mirror: str | None = None) -> str:
+    """``mirror`` if given, else ``$XRAY_PUBLIC_MIRROR`` (``""``: the publishers' URLs)."""
+    return mirror if mirror is not None else os.environ.get(MIRROR_ENV, "")
+
+
+def real_samples_dir(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The labelled folder of real images (a folder with ``labels.csv``), or None.
+
+    ``explicit`` if given, else ``$XRAY_REAL_SAMPLES``, else ``real-samples`` inside
+    ``$XRAY_SHARED_DIR``; None when none of them is set or the folder has no ``labels.csv``.
+    """
+    if explicit not in (None, ""):
+        cand: Path | None = Path(explicit).expanduser()
+    elif os.environ.get(REAL_SAMPLES_ENV):
+        cand = Path(os.environ[REAL_SAMPLES_ENV]).expanduser()
+    elif os.environ.get(SHARED_ENV):
+        cand = Path(os.environ[SHARED_ENV]).expanduser() / REAL_SAMPLES_NAME
+    else:
+        cand = None
+    return cand if cand is not None and (cand / "labels.csv").is_file() else None
 
 
 @dataclass(frozen=True)
@@ -117,7 +175,7 @@ def project_paths(profile: str = "demo", data_dir: str | os.PathLike | None = No
     """Folders for ``profile``; explicit arguments beat environment variables beat defaults."""
     return ProjectPaths(
         profile=profile,
-        data_dir=_pick(data_dir, "XRAY_DATA_DIR", REPO_ROOT / "data"),
-        run_dir=_pick(run_dir, "XRAY_RUN_DIR", REPO_ROOT / "runs" / profile),
-        figures_dir=_pick(figures_dir, "XRAY_FIGURES_DIR", REPO_ROOT / "figures" / profile),
+        data_dir=_pick(data_dir, DATA_ENV, REPO_ROOT / "data"),
+        run_dir=_pick(run_dir, RUN_ENV, REPO_ROOT / "runs" / profile),
+        figures_dir=_pick(figures_dir, FIGURES_ENV, REPO_ROOT / "figures" / profile),
     )

@@ -29,13 +29,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from xray_utils.config import paper
 from xray_utils.config.paths import best_checkpoint
 from xray_utils.data.cache import build_cache
 from xray_utils.data.manifests import SPLITS, ManifestError, findings_to_vector, read_task_manifest
-from xray_utils.models import load_checkpoint, resolve_device, to_model_input
+from xray_utils.models import load_checkpoint, predict_probabilities, resolve_device
 
 #: Prefix of the probability columns of :func:`predict_split`.
 PROB_PREFIX = "p_"
@@ -92,18 +91,9 @@ def _predict_paths(model: torch.nn.Module, meta: Mapping, paths: Sequence[str], 
     if len(index) == 0:
         raise ManifestError(f"{desc}: none of the {len(ok)} images could be read; see "
                             f"{cache.folder / 'index.json'} for the reasons")
-    multilabel = bool(meta["multilabel"])
-    out = np.empty((len(index), len(meta["classes"])), dtype=np.float64)
-    model = model.to(device).eval()
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(index), batch_size), desc=f"predicting ({desc})",
-                          leave=False):
-            rows = index[start:start + batch_size]
-            x = to_model_input(np.asarray(cache.images[rows])).to(device)
-            logits = model(x).float()
-            probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
-            out[start:start + len(rows)] = probs.cpu().numpy()
-    return out, ok
+    out = predict_probabilities(model.to(device), meta, cache.images, batch_size, rows=index,
+                                desc=f"predicting ({desc})")
+    return out.astype(np.float64), ok
 
 
 def _check_labels(task: str, classes: Sequence[str], labels: pd.Series, where: Path) -> None:

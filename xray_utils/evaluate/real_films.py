@@ -1,9 +1,9 @@
 """Does what the demo models learned carry over to real films?  Scored on a labelled folder.
 
 The demo models never see a real radiograph in training (phantoms and photographs only).
-:func:`score_transfer` runs Modules I and II on a labelled folder of real images (such as
-``../shared/real-samples``: real chest, hand, knee, ... films and ImageNet photographs) and
-reports:
+:func:`score_transfer` runs Modules I and II on a labelled folder of real images (real chest,
+hand, knee, ... films and ImageNet photographs with a ``labels.csv``; set ``XRAY_REAL_SAMPLES``
+or pass ``--samples``) and reports:
 
 * ROC AUC of "X-ray or not";
 * the share of real films called X-rays and of photographs called not X-rays, at the pipeline's
@@ -18,37 +18,24 @@ for models trained with the folder mixed in (``-p EXTRA_DATA``).
 """
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from xray_utils.config import paper
-from xray_utils.config.paths import REPO_ROOT, best_checkpoint, project_paths
+from xray_utils.config.paths import (
+    REAL_SAMPLES_ENV,
+    best_checkpoint,
+    project_paths,
+    real_samples_dir,
+)
 from xray_utils.data.imageio import ImageReadError, read_gray, resize_gray
 from xray_utils.diagnose import rule as chain
-from xray_utils.models import load_checkpoint, to_model_input
-
-
-def default_samples_dir() -> Path | None:
-    """``$XRAY_REAL_SAMPLES`` or ``<repo>/../shared/real-samples`` when present."""
-    for cand in (os.environ.get("XRAY_REAL_SAMPLES"), REPO_ROOT.parent / "shared" / "real-samples"):
-        if cand and (Path(cand) / "labels.csv").is_file():
-            return Path(cand)
-    return None
-
-
-def _predict(model: torch.nn.Module, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(images), batch):
-            out.append(torch.softmax(model(to_model_input(images[i:i + batch])), 1).numpy())
-    return np.concatenate(out)
+from xray_utils.models import load_checkpoint, predict_probabilities
 
 
 def held_out_files(task_manifest: str | Path) -> set[str]:
@@ -68,11 +55,13 @@ def score_transfer(checkpoints_dir: str | Path | None = None,
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score, roc_curve
 
     checkpoints_dir = Path(checkpoints_dir or project_paths("demo").checkpoints_dir)
-    samples_dir = Path(samples_dir) if samples_dir else default_samples_dir()
-    if samples_dir is None or not (samples_dir / "labels.csv").is_file():
+    found = real_samples_dir(samples_dir)
+    if found is None:
+        where = f" ({samples_dir} has no labels.csv)" if samples_dir else ""
         raise FileNotFoundError(
-            "no labelled folder of real images: pass samples_dir (a folder with labels.csv, "
-            "e.g. ../shared/real-samples) or set XRAY_REAL_SAMPLES")
+            f"no labelled folder of real images{where}: pass samples_dir (a folder with "
+            f"labels.csv, see xray_utils.data.labelled_folder) or set {REAL_SAMPLES_ENV}")
+    samples_dir = found
     labels = pd.read_csv(samples_dir / "labels.csv", dtype=str, keep_default_na=False)
     if only_files is not None:
         keep_rows = [str((samples_dir / f).resolve()) in only_files for f in labels["file"]]
@@ -95,7 +84,7 @@ def score_transfer(checkpoints_dir: str | Path | None = None,
         keep.append(i)
     df = labels.iloc[keep].reset_index(drop=True)
     is_xray = df["is_xray"].astype(int).to_numpy()
-    p_xray = _predict(m1, np.stack(imgs1))[:, paper.XRAY_OR_NOT_CLASSES.index("xray")]
+    p_xray = predict_probabilities(m1, meta1, np.stack(imgs1))[:, paper.XRAY_OR_NOT_CLASSES.index("xray")]
     fpr, tpr, thr = roc_curve(is_xray, p_xray)
     best = int(np.argmax(tpr - fpr))
 
@@ -107,7 +96,7 @@ def score_transfer(checkpoints_dir: str | Path | None = None,
 
     films = np.flatnonzero(is_xray == 1)
     known = [i for i in films if df.loc[i, "xray_type"] in paper.XRAY_TYPES]
-    type_probs = _predict(m2, np.stack([imgs2[i] for i in known]))
+    type_probs = predict_probabilities(m2, meta2, np.stack([imgs2[i] for i in known]))
     truth = df.loc[known, "xray_type"].to_numpy()
     pred = chain.xray_type(type_probs)
     per_type = {}
@@ -131,7 +120,7 @@ def score_transfer(checkpoints_dir: str | Path | None = None,
     }
 
 
-def format_report(scores: dict[str, Any]) -> str:
+def format_transfer_report(scores: dict[str, Any]) -> str:
     """A short human-readable summary of :func:`score_transfer`'s result."""
     x, t = scores["xray_or_not"], scores["xray_type"]
     lines = [f"real images: {scores['n_films']} films, {scores['n_photos']} photographs "

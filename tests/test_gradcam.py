@@ -10,6 +10,8 @@ from torch.nn import functional as F
 
 from xray_utils.config import paper
 from xray_utils.explain import gradcam as gc
+from xray_utils.explain import localisation as loc
+from xray_utils.explain import plots as cplots
 from xray_utils.models import XrayDenseNet, build_model, to_model_input
 
 torch.set_num_threads(1)
@@ -212,20 +214,20 @@ def test_overlay() -> None:
     gray = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (40, 1))  # (40, 64)
     cam = np.zeros((5, 8), dtype=np.float32)
     cam[0, 0] = 1.0
-    out = gc.overlay(gray, cam, alpha=0.4)
+    out = cplots.overlay(gray, cam, alpha=0.4)
     assert out.shape == (40, 64, 3) and out.dtype == np.uint8
-    np.testing.assert_array_equal(gc.overlay(gray, cam, alpha=0.0),
+    np.testing.assert_array_equal(cplots.overlay(gray, cam, alpha=0.0),
                                   np.repeat(gray[..., None], 3, axis=2))
     import matplotlib
 
-    pure = gc.overlay(gray, np.ones((5, 8)), alpha=1.0)
+    pure = cplots.overlay(gray, np.ones((5, 8)), alpha=1.0)
     red = np.round(np.array(matplotlib.colormaps["jet"](1.0)[:3]) * 255)
     np.testing.assert_array_equal(pure[20, 30], red)
     # the hot corner of the cam is the reddest part of the overlay
     redness = out[..., 0].astype(int) - out[..., 2].astype(int)
     assert np.unravel_index(redness.argmax(), redness.shape)[0] < 10
     with pytest.raises(ValueError):
-        gc.overlay(np.zeros((4, 4, 3), np.uint8), cam)
+        cplots.overlay(np.zeros((4, 4, 3), np.uint8), cam)
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,27 +236,27 @@ def test_overlay() -> None:
 def test_pointing_game_hand_made() -> None:
     cam = np.zeros((32, 32))
     cam[12, 20] = 1.0  # pixel centre (x=20.5, y=12.5)
-    assert gc.cam_peak(cam) == (12, 20)
-    assert gc.pointing_game(cam, [(18, 10, 5, 5)])
-    assert not gc.pointing_game(cam, [(0, 0, 10, 10)])
-    assert gc.pointing_game(cam, [(0, 0, 10, 10), (20, 12, 1, 1)])  # any box
-    assert not gc.pointing_game(cam, [(22, 14, 4, 4)])
-    assert gc.pointing_game(cam, [(22, 14, 4, 4)], tolerance=2)
-    assert not gc.pointing_game(np.zeros((32, 32)), [(0, 0, 32, 32)])  # flat: no point
-    assert not gc.pointing_game(cam, [])
+    assert loc.cam_peak(cam) == (12, 20)
+    assert loc.pointing_game(cam, [(18, 10, 5, 5)])
+    assert not loc.pointing_game(cam, [(0, 0, 10, 10)])
+    assert loc.pointing_game(cam, [(0, 0, 10, 10), (20, 12, 1, 1)])  # any box
+    assert not loc.pointing_game(cam, [(22, 14, 4, 4)])
+    assert loc.pointing_game(cam, [(22, 14, 4, 4)], tolerance=2)
+    assert not loc.pointing_game(np.zeros((32, 32)), [(0, 0, 32, 32)])  # flat: no point
+    assert not loc.pointing_game(cam, [])
 
 
 def test_pointing_game_flat_top_points_at_the_cell_centre() -> None:
     cam = np.zeros((32, 32))
     cam[:8, :8] = 1.0  # the flat corner top that bilinear upsampling produces
-    assert gc.cam_peak(cam) == (7, 7)  # its innermost pixel, not the corner (np.argmax)
-    assert gc.pointing_game(cam, [(6, 6, 3, 3)])
-    assert not gc.pointing_game(cam, [(0, 0, 2, 2)])
+    assert loc.cam_peak(cam) == (7, 7)  # its innermost pixel, not the corner (np.argmax)
+    assert loc.pointing_game(cam, [(6, 6, 3, 3)])
+    assert not loc.pointing_game(cam, [(0, 0, 2, 2)])
     # an upsampled 2 x 2 grid: the same rule in every corner (np.argmax is not symmetric)
     grid = torch.zeros(4, 1, 2, 2, dtype=torch.float64)
     for k in range(4):
         grid[k, 0, k // 2, k % 2] = 1.0
-    peaks = [gc.cam_peak(m) for m in gc.upsample_maps(grid, (64, 64))[:, 0].numpy()]
+    peaks = [loc.cam_peak(m) for m in gc.upsample_maps(grid, (64, 64))[:, 0].numpy()]
     assert peaks == [(15, 15), (15, 48), (48, 15), (48, 48)]
 
 
@@ -262,16 +264,16 @@ def test_cam_iou_hand_made() -> None:
     cam = np.zeros((32, 32))
     cam[10:20, 10:20] = 0.8
     cam[0, 0] = 0.3  # below half the maximum: not in the thresholded region
-    assert gc.cam_iou(cam, [(10, 10, 10, 10)]) == pytest.approx(1.0)
-    assert gc.cam_iou(cam, [(15, 10, 10, 10)]) == pytest.approx(50 / 150)
-    assert gc.cam_iou(cam, [(15, 10, 10, 10), (10, 10, 5, 10)]) == pytest.approx(100 / 150)
-    assert gc.cam_iou(cam, [(0, 0, 5, 5)]) == 0.0
-    assert gc.cam_iou(cam, [(0, 0, 1, 1)], threshold=0.3) == pytest.approx(1 / 101)
-    assert gc.cam_iou(np.zeros((8, 8)), [(0, 0, 8, 8)]) == 0.0
+    assert loc.cam_iou(cam, [(10, 10, 10, 10)]) == pytest.approx(1.0)
+    assert loc.cam_iou(cam, [(15, 10, 10, 10)]) == pytest.approx(50 / 150)
+    assert loc.cam_iou(cam, [(15, 10, 10, 10), (10, 10, 5, 10)]) == pytest.approx(100 / 150)
+    assert loc.cam_iou(cam, [(0, 0, 5, 5)]) == 0.0
+    assert loc.cam_iou(cam, [(0, 0, 1, 1)], threshold=0.3) == pytest.approx(1 / 101)
+    assert loc.cam_iou(np.zeros((8, 8)), [(0, 0, 8, 8)]) == 0.0
 
 
 def test_scale_boxes() -> None:
-    assert gc.scale_boxes([(100, 50, 20, 10)], (1000, 500), (64, 64)) == [
+    assert loc.scale_boxes([(100, 50, 20, 10)], (1000, 500), (64, 64)) == [
         pytest.approx((6.4, 6.4, 1.28, 1.28))]
 
 
@@ -280,48 +282,48 @@ def test_score_localisation_table_shape_and_box_scaling(chest_model: XrayDenseNe
     boxes = [[("Mass", 10, 10, 20, 20), ("Cardiomegaly", 20, 30, 30, 20), ("Mass", 40, 40, 5, 5)],
              [("Mass", 0, 0, 32, 32), ("Unknown", 0, 0, 5, 5)],
              []]
-    table = gc.score_localisation(chest_model, images, boxes, (64, 64), progress=False)
+    table = loc.score_localisation(chest_model, images, boxes, (64, 64), progress=False)
     assert list(table.index) == list(paper.FINDINGS)
     assert table.loc["Mass", "n"] == 2 and table.loc["Cardiomegaly", "n"] == 1
     assert table.loc["Effusion", "n"] == 0 and np.isnan(table.loc["Effusion", "pointing"])
     # the same boxes given in the coordinates of 4x larger, non-square files
     big = [[(f, x * 4, y * 3, w * 4, h * 3) for f, x, y, w, h in b] for b in boxes]
-    table_big = gc.score_localisation(chest_model, images, big, [(256, 192)] * 3, progress=False)
+    table_big = loc.score_localisation(chest_model, images, big, [(256, 192)] * 3, progress=False)
     assert table.equals(table_big)
-    summary = gc.localisation_summary(table)
+    summary = loc.localisation_summary(table)
     assert summary["Mass"]["n"] == 2 and summary["Effusion"]["pointing"] is None
     assert summary["findings_scored"] == 2 and summary["n_cases"] == 3
     assert summary["mean_pointing"] == pytest.approx(table["pointing"].mean())
 
 
 def test_score_localisation_without_boxes(chest_model: XrayDenseNet) -> None:
-    table = gc.score_localisation(chest_model, np.zeros((0, 64, 64), np.uint8), [], (64, 64),
+    table = loc.score_localisation(chest_model, np.zeros((0, 64, 64), np.uint8), [], (64, 64),
                                   progress=False)
     assert (table["n"] == 0).all()
-    summary = gc.localisation_summary(table)
+    summary = loc.localisation_summary(table)
     assert summary["mean_pointing"] is None and summary["n_cases"] == 0
 
 
 def test_grid_peaks_and_pointing_ceiling() -> None:
     # 2 x 2 grid at 64 px: the four cell centres
-    assert sorted(gc.grid_peaks(64, (2, 2))) == [(15, 15), (15, 48), (48, 15), (48, 48)]
-    peaks = gc.grid_peaks(224, (7, 7))
+    assert sorted(loc.grid_peaks(64, (2, 2))) == [(15, 15), (15, 48), (48, 15), (48, 48)]
+    peaks = loc.grid_peaks(224, (7, 7))
     assert len(peaks) == 49 and (111, 111) in peaks  # the centre cell of 7 x 7 at 224 px
     boxes = [[("Cardiomegaly", 200, 200, 100, 100)],                   # centre of a 512 px file
              [("Effusion", 0, 362, 150, 150), ("Cardiomegaly", 0, 0, 150, 150)]]
-    ceiling = gc.pointing_ceiling(boxes, (512, 512), 64, (2, 2))
+    ceiling = loc.pointing_ceiling(boxes, (512, 512), 64, (2, 2))
     assert ceiling["Cardiomegaly"] == 0.5  # centre box unreachable on 2 x 2; corner box reachable
     assert ceiling["Effusion"] == 1.0 and np.isnan(ceiling["Mass"])
-    assert gc.pointing_ceiling(boxes, (512, 512), 224, (7, 7))["Cardiomegaly"] == 1.0
+    assert loc.pointing_ceiling(boxes, (512, 512), 224, (7, 7))["Cardiomegaly"] == 1.0
     # a box just beside a cell centre: reachable only with a tolerance
     near = [[("Mass", 17.0, 17.0, 5.0, 5.0)]]
-    assert gc.pointing_ceiling(near, (64, 64), 64, (2, 2))["Mass"] == 0.0
-    assert gc.pointing_ceiling(near, (64, 64), 64, (2, 2), tolerance=2)["Mass"] == 1.0
+    assert loc.pointing_ceiling(near, (64, 64), 64, (2, 2))["Mass"] == 0.0
+    assert loc.pointing_ceiling(near, (64, 64), 64, (2, 2), tolerance=2)["Mass"] == 1.0
     # a node between two pixels (7 x 7 grid at 224 px: node 1 at x = 48) counts both of them
     tiny = [[("Mass", x0, x0, 0.8, 0.8)] for x0 in (47.1, 48.1, 49.1)]  # pixel 47, 48, 49 only
-    assert gc.pointing_ceiling(tiny[:2], 224, 224, (7, 7))["Mass"] == 1.0
-    assert gc.pointing_ceiling(tiny[2:], 224, 224, (7, 7))["Mass"] == 0.0
-    centre = gc.center_baseline(boxes, [(512, 512), (512, 512)])
+    assert loc.pointing_ceiling(tiny[:2], 224, 224, (7, 7))["Mass"] == 1.0
+    assert loc.pointing_ceiling(tiny[2:], 224, 224, (7, 7))["Mass"] == 0.0
+    centre = loc.center_baseline(boxes, [(512, 512), (512, 512)])
     assert centre["Cardiomegaly"] == 0.5 and centre["Effusion"] == 0.0
 
 
@@ -329,8 +331,8 @@ def test_ceiling_bounds_the_model(chest_model: XrayDenseNet) -> None:
     images = _smooth_images(4, 64, 64, seed=4)
     corners = [(8, 8), (26, 26), (44, 10)]
     boxes = [[(f, x, y, 12, 12) for f, (x, y) in zip(paper.FINDINGS, corners)]] * 4
-    table = gc.score_localisation(chest_model, images, boxes, (64, 64), progress=False)
-    ceiling = gc.pointing_ceiling(boxes, (64, 64), 64, (2, 2))
+    table = loc.score_localisation(chest_model, images, boxes, (64, 64), progress=False)
+    ceiling = loc.pointing_ceiling(boxes, (64, 64), 64, (2, 2))
     scored = table["n"] > 0
     assert (table.loc[scored, "pointing"] <= ceiling[scored] + 1e-12).all()
     assert list(ceiling[list(paper.FINDINGS[:3])]) == [1.0, 0.0, 1.0]  # the centre box: 0
@@ -341,16 +343,16 @@ def test_notebook_helpers(chest_model: XrayDenseNet, tmp_path) -> None:
 
     labels = ["Mass", "No Finding", "Mass|Effusion", "Effusion", "Mass"]
     boxes = [[], [], [("Mass", 1, 1, 5, 5)], [], [("Effusion", 0, 0, 3, 3)]]
-    assert gc.select_films(labels, boxes, per_finding=1) == [0, 2, 4]
-    assert gc.select_films(labels, boxes, per_finding=2) == [0, 2, 3, 4]
-    assert gc.pick_examples(labels, boxes, ("Mass", "Effusion", "Edema"), per_finding=2) == [
+    assert loc.select_films(labels, boxes, per_finding=1) == [0, 2, 4]
+    assert loc.select_films(labels, boxes, per_finding=2) == [0, 2, 3, 4]
+    assert loc.pick_examples(labels, boxes, ("Mass", "Effusion", "Edema"), per_finding=2) == [
         (2, "Mass"), (0, "Mass"), (2, "Effusion"), (3, "Effusion")]
 
     files = []
     for k, (w, h) in enumerate([(80, 60), (64, 64)]):
         files.append(tmp_path / f"img{k}.png")
         Image.fromarray(_smooth_images(1, h, w, seed=k)[0]).save(files[-1])
-    images, sizes = gc.load_images(files, 32, progress=False)
+    images, sizes = loc.load_images(files, 32, progress=False)
     assert images.shape == (2, 32, 32) and images.dtype == np.uint8
     assert sizes == [(80, 60), (64, 64)]
 
@@ -365,13 +367,13 @@ def test_notebook_helpers(chest_model: XrayDenseNet, tmp_path) -> None:
     np.testing.assert_allclose(probs, expected, atol=1e-5)
     assert gc.probabilities(chest_model, imgs[:0]).shape == (0, 14)
 
-    panels = gc.gallery_panels(chest_model, imgs, [(1, "Mass")],
+    panels = cplots.gallery_panels(chest_model, imgs, [(1, "Mass")],
                                [[], [("Mass", 64, 0, 64, 32)], []], [(64, 64), (128, 64), (64, 64)])
     assert panels[0]["boxes"] == [pytest.approx((32, 0, 32, 32))]
     np.testing.assert_allclose(panels[0]["cam"], full[1, 4], atol=1e-5)
     assert panels[0]["title"] == f"Mass  p={probs[1, 4]:.2f}"
     given = np.full((3, 14), 0.25)
-    assert gc.gallery_panels(chest_model, imgs, [(0, "Edema")], [[]] * 3, (64, 64),
+    assert cplots.gallery_panels(chest_model, imgs, [(0, "Edema")], [[]] * 3, (64, 64),
                              probs=given)[0]["title"] == "Edema  p=0.25 (no box)"
 
 
@@ -381,14 +383,14 @@ def test_figures_render(tmp_path) -> None:
     matplotlib.use("Agg")
     img = _smooth_images(1, 32, 32, seed=6)[0]
     cam = np.linspace(0, 1, 16).reshape(4, 4)
-    fig = gc.plot_cam_gallery([{"image": img, "cam": cam, "title": "t", "boxes": [(1, 1, 5, 5)],
+    fig = cplots.plot_cam_gallery([{"image": img, "cam": cam, "title": "t", "boxes": [(1, 1, 5, 5)],
                                 "peak": (3, 3)}] * 3, ncols=2)
     assert len(fig.axes) == 4
-    fig = gc.plot_randomization_check(img, [cam, np.zeros((4, 4))], ["trained", "random"])
+    fig = cplots.plot_randomization_check(img, [cam, np.zeros((4, 4))], ["trained", "random"])
     assert "flat" in fig.axes[2].get_title()
     table = pd.DataFrame({"n": [2, 0], "pointing": [0.5, np.nan], "iou": [0.2, np.nan],
                           "grid_ceiling": [1.0, np.nan]}, index=["Mass", "Edema"])
-    fig = gc.plot_localisation_scores(table)
+    fig = cplots.plot_localisation_scores(table)
     fig.savefig(tmp_path / "bars.png")
     assert (tmp_path / "bars.png").stat().st_size > 0
 
@@ -506,7 +508,7 @@ def test_trained_model_points_at_the_object(shapes_model) -> None:
     with torch.no_grad():
         acc = (model(to_model_input(images)).argmax(1).numpy() == labels).mean()
     assert acc >= 0.9
-    table = gc.score_localisation(model, images, boxes, (64, 64), findings=SHAPES, progress=False)
+    table = loc.score_localisation(model, images, boxes, (64, 64), findings=SHAPES, progress=False)
     assert list(table["n"]) == [16, 16]
     assert (table["pointing"] >= 0.8).all(), table
     assert (table["iou"] > 0.15).all(), table
@@ -527,6 +529,6 @@ def test_randomized_model_loses_the_object(shapes_model) -> None:
     assert np.mean(sims) < 0.5
     same = [gc.heatmap_similarity(trained[i, c], trained[i, c]) for i, c in enumerate(cls)]
     assert np.allclose(same, 1.0)
-    table = gc.score_localisation(gc.randomized_copy(model, seed=1), images, boxes, (64, 64),
+    table = loc.score_localisation(gc.randomized_copy(model, seed=1), images, boxes, (64, 64),
                                   findings=SHAPES, progress=False)
     assert table["pointing"].mean() < 0.8

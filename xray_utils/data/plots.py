@@ -47,11 +47,21 @@ def type_gallery(images: pd.DataFrame, out_png: str | Path | None = None, per_ty
     return _save(fig, out_png)
 
 
-def draw_boxes(ax: plt.Axes, boxes: Sequence, only: str | None = None, color: str = "red") -> None:
-    """Draw ``(finding, x, y, w, h)`` boxes (pixel coordinates of the shown image)."""
+def draw_boxes(ax: plt.Axes, boxes: Sequence, only: str | None = None,
+               scale: float | tuple[float, float] = 1.0, color: str = "red",
+               linewidth: float = 1.2) -> None:
+    """Draw the manifest's ``(finding, x, y, w, h)`` boxes on an image shown with ``imshow``.
+
+    ``x, y, w, h`` are in pixels of the image the boxes belong to (the file); ``scale`` (one
+    factor, or ``(sx, sy)``) takes them to the shown image, e.g. ``shown_width / file_width``.
+    ``only``: draw only the boxes of that finding.  Box coordinates put pixel ``col`` at
+    ``[col, col + 1)`` and ``imshow`` centres it on ``col``, hence the half-pixel shift.
+    """
+    sx, sy = (scale, scale) if np.isscalar(scale) else scale
     for finding, x, y, w, h in boxes:
         if only is None or finding == only:
-            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, color=color, lw=1.2))
+            ax.add_patch(plt.Rectangle((x * sx - 0.5, y * sy - 0.5), w * sx, h * sy, fill=False,
+                                       edgecolor=color, linewidth=linewidth))
 
 
 def findings_gallery(images: pd.DataFrame, out_png: str | Path | None = None,

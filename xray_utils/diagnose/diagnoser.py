@@ -39,7 +39,7 @@ from xray_utils.config.paths import checkpoint_files, project_paths
 from xray_utils.data.imageio import ImageReadError, pil_to_gray, read_gray, resize_gray, to_uint8
 from xray_utils.diagnose import rule as chain
 from xray_utils.explain.gradcam import cams_from_features, features_and_logits
-from xray_utils.models import load_checkpoint, resolve_device, to_model_input
+from xray_utils.models import load_checkpoint, predict_probabilities, resolve_device, to_model_input
 
 #: Heatmaps are made for this many of the most probable findings unless told otherwise.
 DEFAULT_TOP_K = 3
@@ -123,8 +123,8 @@ class Diagnosis:
         return f"{head}; top findings: {tops}"
 
     def overlay(self, finding: str, alpha: float = 0.4) -> np.ndarray:
-        """The heatmap of ``finding`` blended over the image: RGB uint8 (``gradcam.overlay``)."""
-        from xray_utils.explain.gradcam import overlay
+        """The heatmap of ``finding`` blended over the image: RGB uint8 (``explain.plots.overlay``)."""
+        from xray_utils.explain.plots import overlay
 
         if not self.heatmaps or finding not in self.heatmaps:
             have = sorted(self.heatmaps or {})
@@ -264,22 +264,22 @@ class Diagnoser:
         """The input size (px) of ``task``'s model."""
         return int(self.meta[task]["image_size"])
 
-    def _input(self, task: str, grays: Sequence[np.ndarray], rows: Iterable[int],
-                memo: dict[tuple[int, int], np.ndarray]) -> torch.Tensor:
-        """Model input of ``task`` for ``grays[rows]``; resized images are shared via ``memo``
-        (modules trained at the same size reuse one resize)."""
+    def _images(self, task: str, grays: Sequence[np.ndarray], rows: Iterable[int],
+                memo: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
+        """8-bit images ``(n, S, S)`` of ``grays[rows]`` at ``task``'s size; resized images are
+        shared via ``memo`` (modules trained at the same size reuse one resize)."""
         size = self.image_size(task)
         batch = []
         for i in rows:
             if (size, i) not in memo:
                 memo[size, i] = resize_gray(grays[i], size)
             batch.append(memo[size, i])
-        return to_model_input(np.stack(batch)).to(self.device)
+        return np.stack(batch)
 
-    def _probs(self, task: str, x: torch.Tensor) -> np.ndarray:
-        logits = self.models[task](x).float()
-        p = torch.sigmoid(logits) if self.meta[task]["multilabel"] else torch.softmax(logits, 1)
-        return p.cpu().numpy().astype(np.float64)
+    def _probs(self, task: str, images: np.ndarray) -> np.ndarray:
+        """``task``'s probabilities over ``images`` (one batch)."""
+        return predict_probabilities(self.models[task], self.meta[task], images,
+                                     batch_size=max(len(images), 1)).astype(np.float64)
 
     def diagnose(self, images_or_paths: Iterable[ImageInput] | ImageInput,
                  heatmaps: bool | int = True, progress: bool | None = None) -> list[Diagnosis]:
@@ -321,23 +321,23 @@ class Diagnoser:
 
         n = len(grays)
         memo: dict[tuple[int, int], np.ndarray] = {}
-        with torch.inference_mode():
-            p1 = self._probs("xray_or_not", self._input("xray_or_not", grays, range(n), memo))
+        p1 = self._probs("xray_or_not", self._images("xray_or_not", grays, range(n), memo))
         p_xray = p1[:, paper.XRAY_OR_NOT_CLASSES.index("xray")]
         type_probs = np.zeros((n, len(paper.XRAY_TYPES)))
         to_type = np.flatnonzero(chain.is_xray(p_xray, self.threshold))
         if to_type.size:  # early exit: only X-rays reach Module II
-            with torch.inference_mode():
-                type_probs[to_type] = self._probs(
-                    "xray_type", self._input("xray_type", grays, to_type, memo))
+            type_probs[to_type] = self._probs(
+                "xray_type", self._images("xray_type", grays, to_type, memo))
         stages = chain.stage_reached(p_xray, type_probs, self.threshold)
         types = chain.xray_type(type_probs)
         to_chest = np.flatnonzero(stages == "chest")
         finding_probs = np.zeros((n, len(paper.FINDINGS)))
         cams: dict[int, dict[str, np.ndarray]] = {}
         if to_chest.size:  # only chest films reach Module III
-            x3 = self._input("chest", grays, to_chest, memo)
-            with torch.inference_mode():  # one pass gives both the probabilities and the maps
+            # not predict_probabilities: one pass gives both the probabilities and, from the
+            # same features, the Grad-CAM maps
+            x3 = to_model_input(self._images("chest", grays, to_chest, memo)).to(self.device)
+            with torch.inference_mode():
                 features, logits = features_and_logits(self.models["chest"], x3)
                 finding_probs[to_chest] = torch.sigmoid(logits.float()).cpu().numpy()
                 if k:

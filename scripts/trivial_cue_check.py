@@ -10,6 +10,8 @@ on chest phantoms.  The unit tests (tests/test_phantoms.py) assert the same on a
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -20,7 +22,10 @@ from sklearn.preprocessing import StandardScaler
 
 from xray_utils.config import paper
 from xray_utils.data.phantoms import render
-from xray_utils.data.phantoms import simple_image_stats as stats
+
+# the statistics live beside the tests that assert the same on a smaller sample
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from image_stats import simple_image_stats as stats  # noqa: E402
 
 
 def main() -> None:

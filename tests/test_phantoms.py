@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from image_stats import simple_image_stats as simple_stats
 from scipy import ndimage as ndi
 
 from xray_utils.config import paper
@@ -13,9 +14,6 @@ from xray_utils.data.phantoms import (
     render_chest,
     render_photo,
     sample_findings,
-)
-from xray_utils.data.phantoms import (
-    simple_image_stats as simple_stats,
 )
 from xray_utils.data.phantoms.physics import Canvas, View, line_bundle, lowpass, streams, tube
 

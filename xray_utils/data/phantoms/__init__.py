@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
-
 from xray_utils.config import paper
 from xray_utils.data.phantoms.arm import (
     render_elbow,
@@ -56,7 +54,8 @@ RENDERERS: dict[str, Callable[..., Phantom]] = {
     "dental": render_dental,
     "chest": render_chest,
 }
-assert tuple(RENDERERS) == paper.XRAY_TYPES
+if tuple(RENDERERS) != paper.XRAY_TYPES:  # pragma: no cover - a wrong edit of the table above
+    raise ImportError("RENDERERS must list paper.XRAY_TYPES, in that order")
 
 
 def render(kind: str, seed, size: int = 128, **kwargs) -> Phantom:
@@ -87,14 +86,3 @@ __all__ = [
     "source_images",
 ]
 
-
-def simple_image_stats(img: np.ndarray) -> list[float]:
-    """The trivial cues a shortcut learner could use: brightness, contrast, histogram
-    percentiles, border and centre means.  The phantoms must not be separable by these (the
-    tests and ``scripts/trivial_cue_check.py`` fit a logistic regression on them)."""
-    img = img.astype(np.float32)
-    n = img.shape[0]
-    b = max(1, n // 8)
-    border = np.concatenate([img[:b].ravel(), img[-b:].ravel(), img[:, :b].ravel(), img[:, -b:].ravel()])
-    centre = img[n // 4 : 3 * n // 4, n // 4 : 3 * n // 4]
-    return [img.mean(), img.std(), *np.percentile(img, [5, 25, 50, 75, 95]), border.mean(), centre.mean()]

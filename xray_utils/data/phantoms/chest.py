@@ -788,7 +788,8 @@ FINDING_CLASSES: dict[str, type[Finding]] = {
         Hernia,
     )
 }
-assert set(FINDING_CLASSES) == set(paper.FINDINGS)
+if set(FINDING_CLASSES) != set(paper.FINDINGS):  # pragma: no cover - a wrong edit above
+    raise ImportError("FINDING_CLASSES must name exactly paper.FINDINGS")
 
 
 # ------------------------------------------------------------------------------------------

@@ -131,3 +131,50 @@ def test_fetch_authors_split_through_pooch_with_the_real_checksums(tmp_path, ser
     table = read_authors_split(folder)
     assert len(table) == 78_468 + 11_219 + 22_433
     assert fetch_authors_split(cache_dir=tmp_path / "dl", offline=True) == folder
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Announces 1,000 bytes and sends one every half second: alive, but far too slow."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        try:
+            for _ in range(1000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                if self.server.stop.wait(0.5):
+                    return
+        except OSError:  # the client gave up
+            pass
+
+
+def test_a_trickling_server_fails_at_the_deadline_and_the_part_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.delenv("XRAY_OFFLINE", raising=False)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    httpd.daemon_threads = True
+    httpd.stop = threading.Event()
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/slow.txt"
+        registry = {"slow.txt": RemoteFile(url, sha256(b"x" * 1000))}
+        with pytest.raises(DownloadError, match=r"slow\.txt: could not download .*DownloadTimeout.*"
+                                                r"did not finish within its deadline of 1 s"):
+            fetch("slow.txt", cache_dir=tmp_path / "dl", registry=registry, deadline=1)
+        assert not (tmp_path / "dl" / "slow.txt").exists()
+        assert (tmp_path / "dl" / "slow.txt.part").is_file()  # kept: a later run resumes
+        monkeypatch.setenv("XRAY_DOWNLOAD_DEADLINE", "1")  # the same through the environment
+        with pytest.raises(DownloadError, match="deadline of 1 s"):
+            fetch("slow.txt", cache_dir=tmp_path / "dl2", registry=registry)
+    finally:
+        httpd.stop.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)

@@ -14,6 +14,7 @@ figures            ``<repo>/figures/<profile>``     ``XRAY_FIGURES_DIR``
 downloads          ``<data>/downloads``             ``XRAY_DOWNLOADS_DIR``
 offline mode       off                              ``XRAY_OFFLINE`` (1/true/yes/on)
 download mirror    none (the publishers' URLs)      ``XRAY_PUBLIC_MIRROR``
+download deadline  4 hours per file                 ``XRAY_DOWNLOAD_DEADLINE`` (seconds)
 real images        none                             ``XRAY_REAL_SAMPLES``
 reference folder   none                             ``XRAY_SHARED_DIR``
 =================  ===============================  ==========================
@@ -40,6 +41,7 @@ FIGURES_ENV = "XRAY_FIGURES_DIR"
 DOWNLOADS_ENV = "XRAY_DOWNLOADS_DIR"
 OFFLINE_ENV = "XRAY_OFFLINE"
 MIRROR_ENV = "XRAY_PUBLIC_MIRROR"
+DEADLINE_ENV = "XRAY_DOWNLOAD_DEADLINE"
 REAL_SAMPLES_ENV = "XRAY_REAL_SAMPLES"
 SHARED_ENV = "XRAY_SHARED_DIR"
 #: Name of the real-images folder inside ``$XRAY_SHARED_DIR``.

@@ -1,7 +1,7 @@
 """The ``public`` profile's data: openly licensed X-rays anyone can download without an agreement.
 
 Four sources, each pinned in :data:`FILES` with its URL, size, published checksum, licence and
-archive layout (facts and how sure each one is: ``shared/reference/public-sources.md``):
+archive layout and where each fact comes from:
 
 =============  ===========================================  ===============================
 source         what it gives                                used for
@@ -20,12 +20,11 @@ Imagenette     ImageNet photographs (10 classes)            Module I "not X-ray"
 Module II covers four of the paper's 14 X-ray types (:data:`PUBLIC_XRAY_TYPES`); why the others
 are missing is in :data:`MISSING_XRAY_TYPES`.
 
-Downloads (:func:`fetch_public`) go through :func:`pooch.retrieve` with a resumable downloader:
-an interrupted download leaves ``<file>.part`` behind and the next call continues it with an
-HTTP ``Range`` request; the finished file must match a published checksum (md5, as the
-publishers give them) or is deleted.  Where no checksum is published (none of the files
-chosen so far), the sha256 of the first download is recorded in
-``<cache>/public/checksums.json`` and later downloads must match it.
+Downloads (:func:`fetch_public`) go through the project's one downloader
+(:mod:`xray_utils.data.download`: resumable, checksummed, with a deadline): the finished file
+must match a published checksum (md5, as the publishers give them) or is deleted.  Where no
+checksum is published (none of the files chosen so far), the sha256 of the first download is
+recorded in ``<cache>/public/checksums.json`` and later downloads must match it.
 Files live in ``<downloads>/public/`` (``downloads_dir()``: ``data/downloads`` or
 ``$XRAY_DOWNLOADS_DIR`` or ``cache_dir=``).  ``offline=True`` (or ``XRAY_OFFLINE=1``) only looks
 in that folder and names what is missing; ``mirror=`` (or ``$XRAY_PUBLIC_MIRROR``) fetches every
@@ -46,22 +45,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
-from urllib.parse import unquote, urlparse
-from urllib.request import url2pathname
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
-import pooch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from xray_utils.config import paper
-from xray_utils.data.download import DownloadError, downloads_dir, is_offline
+from xray_utils.config.paths import MIRROR_ENV, downloads_dir, is_offline  # noqa: F401 (MIRROR_ENV: re-exported)
+from xray_utils.data.download import (
+    DownloadError,
+    _mark_verified,
+    _marker,
+    lookup,
+    mirrored_url,
+    retrieve,
+    url_reachable,
+    verify_file,
+)
 from xray_utils.data.imageio import ImageReadError, read_gray
 from xray_utils.data.labelled_folder import load as load_labelled_folder
 from xray_utils.data.manifests import IMAGE_COLUMNS, SPLITS, assign_splits
 
-MIRROR_ENV = "XRAY_PUBLIC_MIRROR"
 #: Sub-folder of the downloads folder that holds everything of this module.
 SUBDIR = "public"
 #: ChestMNIST sizes on Zenodo that the project uses (the 28 px file is left out: the image
@@ -318,196 +324,17 @@ def resolve_names(only: Iterable[str] | None, image_size: int = 64,
 
 def file_url(spec: PublicFile, mirror: str | None = None) -> str:
     """The URL to fetch ``spec`` from: the publisher's, or ``<mirror>/<filename>``."""
-    mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV, "")
-    return f"{mirror.rstrip('/')}/{spec.filename}" if mirror else spec.url
-
-
-# ------------------------------------------------------------------------------- checksums
-def _record_path(folder: Path) -> Path:
-    return folder / "checksums.json"
-
-
-def _recorded(folder: Path) -> dict[str, str]:
-    path = _record_path(folder)
-    if not path.is_file():
-        return {}
-    try:
-        return dict(json.loads(path.read_text()))
-    except (ValueError, OSError) as exc:
-        raise PublicDataError(f"{path} is not readable JSON ({exc}); delete it (the checksums of "
-                              "first downloads are then recorded again)") from exc
-
-
-def allowed_checksums(spec: PublicFile, folder: Path) -> tuple[str, ...]:
-    """The checksums a file may have: the published ones, else the one recorded at first download."""
-    if spec.checksums:
-        return spec.checksums
-    recorded = _recorded(folder).get(spec.name)
-    return (recorded,) if recorded else ()
-
-
-def _digest(path: Path, alg: str) -> str:
-    return f"{alg}:{pooch.file_hash(str(path), alg=alg)}"
-
-
-def _stamp(path: Path) -> dict[str, int]:
-    st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def _marker(path: Path) -> Path:
-    return path.with_name(path.name + ".verified.json")
-
-
-def _mark_verified(path: Path, checksum: str) -> None:
-    _marker(path).write_text(json.dumps({**_stamp(path), "checksum": checksum}))
-
-
-def verify_file(path: Path, spec: PublicFile, folder: Path, record: bool = True) -> str | None:
-    """Problem with a local file (``None`` = it matches its checksum).
-
-    Hashing a multi-GB file takes seconds, so a verified file gets a ``.verified.json`` stamp
-    (size, modification time, checksum) and is not hashed again until it changes.  A file
-    with no published checksum gets its sha256 recorded (``record=True``) on first sight.
-    """
-    if not path.is_file():
-        return f"{spec.name}: not in the cache (expected at {path})"
-    allowed = allowed_checksums(spec, folder)
-    marker = _marker(path)
-    if marker.is_file():
-        try:
-            stamp = json.loads(marker.read_text())
-        except ValueError:
-            stamp = {}
-        if stamp.get("checksum") in allowed and all(stamp.get(k) == v for k, v in _stamp(path).items()):
-            return None
-    if not allowed:
-        if record:
-            digest = _digest(path, "sha256")
-            recorded = _recorded(folder)
-            recorded[spec.name] = digest
-            _record_path(folder).write_text(json.dumps(recorded, indent=2, sort_keys=True))
-            _mark_verified(path, digest)
-        return None
-    digests: dict[str, str] = {}
-    for expected in allowed:
-        alg = expected.split(":", 1)[0]
-        digests.setdefault(alg, _digest(path, alg))
-        if digests[alg] == expected:
-            _mark_verified(path, expected)
-            return None
-    got = ", ".join(digests.values())
-    source = (spec.checksum_source if spec.checksums
-              else f"recorded at the first download in {_record_path(folder)}")
-    return (f"{spec.name}: {path} has {got}, expected {' or '.join(allowed)} ({source})")
+    return mirrored_url(spec.url, spec.filename, mirror)
 
 
 # ------------------------------------------------------------------------------- downloads
-class ResumableDownloader:
-    """A pooch downloader that resumes ``<target>.part`` with an HTTP ``Range`` request.
-
-    pooch calls it as ``downloader(url, output_file, pooch)``.  Bytes go to ``part`` (kept
-    when the transfer breaks) and the finished part is moved to ``output_file``, which pooch
-    then checks against the known hash.  A server that ignores ``Range`` (status 200) makes
-    it start over; ``file://`` URLs are copied the same way (a local mirror).
-    """
-
-    def __init__(self, part: Path, desc: str = "", progressbar: bool = True,
-                 timeout: float = 60.0, chunk_size: int = 1 << 16) -> None:
-        self.part = Path(part)
-        self.desc = desc or self.part.name
-        self.progressbar = progressbar
-        self.timeout = timeout
-        self.chunk_size = chunk_size
-
-    def __call__(self, url: str, output_file: str | Any, pooch_obj: Any = None,
-                 check_only: bool = False) -> bool | None:
-        if check_only:
-            return url_reachable(url, self.timeout)
-        self.part.parent.mkdir(parents=True, exist_ok=True)
-        if urlparse(url).scheme == "file":
-            self._copy_local(url)
-        else:
-            self._http(url)
-        target = output_file if isinstance(output_file, (str, os.PathLike)) else output_file.name
-        os.replace(self.part, target)
-        return None
-
-    def _bar(self, total: int | None, initial: int) -> tqdm:
-        return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=self.desc, disable=not self.progressbar, leave=False)
-
-    def _copy_local(self, url: str) -> None:
-        source = Path(url2pathname(unquote(urlparse(url).path)))
-        if not source.is_file():
-            raise FileNotFoundError(f"{source} (from {url}) does not exist")
-        offset = self.part.stat().st_size if self.part.exists() else 0
-        total = source.stat().st_size
-        if offset > total:
-            offset = 0
-        with open(source, "rb") as src, open(self.part, "ab" if offset else "wb") as dst, \
-                self._bar(total, offset) as bar:
-            src.seek(offset)
-            while block := src.read(self.chunk_size):
-                dst.write(block)
-                bar.update(len(block))
-
-    def _http(self, url: str) -> None:
-        import requests
-
-        offset = self.part.stat().st_size if self.part.exists() else 0
-        headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        with requests.get(url, stream=True, timeout=self.timeout, headers=headers) as response:
-            if offset and response.status_code == 416:
-                return  # the part is already whole; the checksum decides
-            response.raise_for_status()
-            resumed = offset > 0 and response.status_code == 206
-            if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
-                self.part.unlink()  # the next attempt starts over
-                raise OSError(f"{url}: the server answered the range request for bytes {offset}- "
-                              f"with Content-Range {response.headers.get('Content-Range')!r}")
-            if not resumed:
-                offset = 0
-            length = response.headers.get("Content-Length")
-            total = offset + int(length) if length and length.isdigit() else None
-            with open(self.part, "ab" if resumed else "wb") as fh, self._bar(total, offset) as bar:
-                for block in response.iter_content(chunk_size=self.chunk_size):
-                    fh.write(block)
-                    bar.update(len(block))
-        if total is not None and self.part.stat().st_size != total:
-            raise OSError(f"{url}: the connection closed after {self.part.stat().st_size} of "
-                          f"{total} bytes")
-
-
-def url_reachable(url: str, timeout: float = 10.0) -> bool:
-    """Whether ``url``'s server answers at all (any HTTP status counts; ``file://``: the file exists)."""
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        return Path(url2pathname(unquote(parsed.path))).is_file()
-    import requests
-
-    try:
-        requests.head(url, timeout=timeout, allow_redirects=False)
-    except requests.exceptions.RequestException:
-        return False
-    return True
-
-
 def _registry(registry: Mapping[str, PublicFile] | None) -> Mapping[str, PublicFile]:
     """``registry`` or, when ``None``, the module's :data:`FILES` (looked up at call time)."""
     return FILES if registry is None else registry
 
 
 def _lookup(names: Iterable[str], registry: Mapping[str, PublicFile] | None) -> dict[str, PublicFile]:
-    registry = _registry(registry)
-    out = {}
-    for name in names:
-        if name not in registry:
-            raise PublicDataError(f"no public file {name!r}; known: {sorted(registry)}")
-        out[name] = registry[name]
-    return out
+    return lookup(names, _registry(registry), PublicDataError, "public file")
 
 
 @dataclass(frozen=True)
@@ -566,7 +393,7 @@ def _missing_text(statuses: Sequence[FileStatus], registry: Mapping[str, PublicF
                      f"      from {s.url}\n      to   {s.path}")
     lines.append(f"Download them with `python -m xray_utils download public` where there is "
                  f"internet access and copy them into {folder} (same file names), or use the "
-                 "stand-in: build_public_image_manifest(stand_in='../shared/real-samples').")
+                 "stand-in: build_public_image_manifest(stand_in=<a labelled folder of real images>).")
     return "\n".join(lines)
 
 
@@ -603,8 +430,10 @@ def require_public(cache_dir: str | os.PathLike | None = None, offline: bool | N
 def fetch_public(names: Iterable[str] | None = None, *, cache_dir: str | os.PathLike | None = None,
                  offline: bool | None = None, image_size: int = 64, progress: bool = True,
                  mirror: str | None = None, registry: Mapping[str, PublicFile] | None = None,
-                 timeout: float = 60.0) -> dict[str, Path]:
+                 timeout: float = 60.0, deadline: float | None = None) -> dict[str, Path]:
     """Download (or find in the cache) the public files; returns ``{name: local path}``.
+    ``deadline``: seconds each file may take (:func:`~xray_utils.data.download.download_deadline`).
+
 
     Verified files are reused.  Offline, every missing or corrupt file is reported in one
     :class:`PublicDataMissing`.  Online, a corrupt cached file is deleted and fetched again;
@@ -628,20 +457,19 @@ def fetch_public(names: Iterable[str] | None = None, *, cache_dir: str | os.Path
             status.path.unlink()
             _marker(status.path).unlink(missing_ok=True)
         if not status.ok:
-            _download(spec, status.path, status.url, folder, progress, timeout)
+            _download(spec, status.path, status.url, folder, progress, timeout, deadline)
         out[name] = status.path
     return out
 
 
 def _download(spec: PublicFile, target: Path, url: str, folder: Path, progress: bool,
-              timeout: float) -> None:
-    """One file through pooch; checksum-checked; clear errors."""
+              timeout: float, deadline: float | None = None) -> None:
+    """One file through the project's downloader; checksum-checked; clear errors."""
     part = target.with_name(target.name + ".part")
     single = spec.checksums[0] if len(spec.checksums) == 1 else None
-    downloader = ResumableDownloader(part, desc=spec.filename, progressbar=progress, timeout=timeout)
     try:
-        pooch.retrieve(url, known_hash=single, fname=target.name, path=target.parent,
-                       downloader=downloader, progressbar=False)
+        retrieve(url, target, single, desc=spec.filename, progress=progress, timeout=timeout,
+                 deadline=deadline)
     except ValueError as exc:  # pooch: hash mismatch (the file was deleted by pooch)
         raise ChecksumMismatch(
             f"{spec.name}: the file downloaded from {url} does not match its published checksum "
@@ -987,7 +815,7 @@ def build_public_image_manifest(cache_dir: str | os.PathLike | None = None, seed
     * Imagenette photographs ("not X-ray").
 
     Rows without a split get a seeded patient-wise 70/20/10 one, stratified by X-ray type.
-    ``stand_in`` (e.g. ``../shared/real-samples``): read that labelled folder
+    ``stand_in`` (a labelled folder of real images, e.g. ``$XRAY_REAL_SAMPLES``): read it
     (``datasets.labelled_folder``) instead of the archives -- the CI stand-in, no download.
     ``attrs`` holds ``public``: the ChestMNIST size, files used and rows left out.
     """

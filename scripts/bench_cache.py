@@ -1,8 +1,8 @@
 """Benchmark the preprocessing cache against decoding the source images every epoch.
 
-Reads the real samples (``$XRAY_REAL_SAMPLES`` or ``<repo>/../shared/real-samples``, or
-``--samples DIR`` with a ``labels.csv``), builds the cache (cold, then reused), and times
-epochs of a PyTorch ``DataLoader`` (median of ``--epochs``):
+Reads a labelled folder of real images (``--samples DIR`` with a ``labels.csv``, or
+``$XRAY_REAL_SAMPLES`` / ``real-samples`` in ``$XRAY_SHARED_DIR``), builds the cache (cold, then
+reused), and times epochs of a PyTorch ``DataLoader`` (median of ``--epochs``):
 
 * **loading** -- what the cache replaces: each item is the ``size`` x ``size`` uint8 image,
   either decoded from its file and resized (``decode``) or sliced from the memory-mapped
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from xray_utils.config.paths import real_samples_dir
 from xray_utils.data.cache import build_cache
 from xray_utils.data.imageio import read_gray, resize_gray
 from xray_utils.data.loaders import CachedImageDataset
@@ -97,8 +97,8 @@ def median_rate(dataset: Dataset, epochs: int, batch_size: int, workers: int) ->
 
 
 def default_samples() -> Path:
-    env = os.environ.get("XRAY_REAL_SAMPLES")
-    return Path(env) if env else REPO.parent / "shared" / "real-samples"
+    """The package's real-images folder (``$XRAY_REAL_SAMPLES``, ...), else the working folder."""
+    return real_samples_dir() or Path(".")
 
 
 def main(argv: list[str] | None = None) -> int:

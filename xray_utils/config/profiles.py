@@ -23,7 +23,7 @@ _COMMON: Mapping[str, Mapping[str, Any]] = {
         "DEMO_PHOTOS": 1000,
     },
     # sized for one GPU in about an hour (ChestMNIST at 128 px); on a CPU use the stand-in
-    # (-p PUBLIC_STAND_IN ../shared/real-samples) or -p IMAGE_SIZE 64 with MAX_TRAIN caps
+    # (-p PUBLIC_STAND_IN <a labelled folder of real images>) or -p IMAGE_SIZE 64 with MAX_TRAIN caps
     "public": {
         "IMAGE_SIZE": 128, "BATCH_SIZE": 64, "NUM_WORKERS": 8, "DEVICE": "auto",
         "PRETRAINED": None, "AMP": True, "SEED": 0, "PUBLIC_STAND_IN": None,

@@ -1,6 +1,6 @@
 """The generic labelled folder: any images plus one ``labels.csv`` describing them.
 
-This is the format of ``shared/real-samples/`` and the way to bring your own films into the
+This is the format of a labelled folder of real images (``XRAY_REAL_SAMPLES``) and the way to bring your own films into the
 demo (notebook parameter ``EXTRA_DATA``).  ``<folder>/labels.csv`` columns:
 
 ==============  ==========================================================================

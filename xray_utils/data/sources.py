@@ -6,7 +6,7 @@
   fails at once, naming each missing dataset folder, when they are not there;
 * ``public`` -- openly downloadable X-rays (:mod:`xray_utils.data.public`): fails at once, listing
   what to download and how big, when they are missing; ``PUBLIC_STAND_IN`` replaces them by a
-  labelled folder (e.g. ``../shared/real-samples``), as CI does.
+  labelled folder of real images (set ``XRAY_REAL_SAMPLES``), as CI does.
 
 Optionally a labelled folder of real images (``EXTRA_DATA``) is mixed in, split by patient.
 """

@@ -13,7 +13,7 @@ Each adapter reads a dataset in the layout its publisher ships (documented in
     build_full_manifests(paths.raw_dir, paths.manifests_dir, seed=0)   # images + 3 task CSVs
 
 ``add_labelled_folder(images_df, folder, seed)`` mixes a folder of your own labelled images
-(the ``labels.csv`` format of ``shared/real-samples``) into another image manifest.
+(the ``labels.csv`` format of a labelled folder of real images) into another image manifest.
 """
 from __future__ import annotations
 

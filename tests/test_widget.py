@@ -54,8 +54,9 @@ def test_upload_is_named_and_clears_the_dropdown_and_back(diagnosers, films, tmp
     assert result.ok and result.file == "my film.png"
     assert demo.sample.value is None, "the dropdown must not name an image that is not shown"
     assert demo.shown == "my film.png (your upload)" and "my film.png" in demo.verdict.value
-    demo.sample.value = films["RG1_UNCR.dcm · chest film"]  # picking a sample clears the upload
-    assert demo.upload.value == () and demo.shown == "RG1_UNCR.dcm · chest film"
+    assert demo.upload.value == (), "the upload's bytes are not kept once read"
+    demo.sample.value = films["RG1_UNCR.dcm · chest film"]
+    assert demo.shown == "RG1_UNCR.dcm · chest film"
     assert Path(demo.result.file).name == "RG1_UNCR.dcm"
 
 

@@ -238,7 +238,7 @@ class DiagnoseDemo:
     ``demo.show_upload()`` and ``demo.select_finding(name)`` are the callbacks (also called by
     the widgets' events); after each, ``demo.result`` is the :class:`Diagnosis`, ``demo.figure``
     the figure and ``demo.shown`` the name of what is shown (the uploaded file's name for an
-    upload: the dropdown is then cleared, and picking a sample clears the upload).
+    upload: the dropdown is then cleared).
     """
 
     def __init__(self, diagnoser: Diagnoser, choices: Mapping[str, str],
@@ -305,9 +305,13 @@ class DiagnoseDemo:
         if not files:
             return None
         name, data = files[-1]
-        self._updating = True  # the dropdown no longer names what is shown: clear it
+        # The dropdown no longer names what is shown: clear it.  The upload is cleared too once
+        # read, so neither the kernel nor a saved notebook's widget state keeps the file's bytes;
+        # the verdict line names the uploaded file.
+        self._updating = True
         try:
             self.sample.value = None
+            self.upload.value = ()
         finally:
             self._updating = False
         shown = f"{name} (your upload)"

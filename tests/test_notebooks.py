@@ -43,7 +43,5 @@ def test_diagnose_demo_record(demo_run):
     """What notebook 06 recorded: films, widget and command line agree (tests/diagnose_record.py)."""
     from diagnose_record import check_diagnose_record
 
-    paths, _, results = demo_run
-    if not results.get("06_diagnose_demo.ipynb"):
-        pytest.fail("notebook 06 did not run")
+    paths = demo_run.through("06")
     check_diagnose_record(paths.run_dir / "diagnose_demo.json")

@@ -126,7 +126,8 @@ def make_mura(root: Path, patients_per_part: int = 2) -> list[str]:
     for part in MURA_PARTS:
         for _ in range(patients_per_part):
             split = "valid" if pid % 3 == 0 else "train"
-            study = f"MURA-v1.1/{split}/{part}/patient{pid:05d}/study1_{'positive' if pid % 2 else 'negative'}/"
+            outcome = "positive" if pid % 2 else "negative"
+            study = f"MURA-v1.1/{split}/{part}/patient{pid:05d}/study1_{outcome}/"
             studies[split].append(f"{study},{pid % 2}")
             for img in (1, 2):
                 rel = f"{study}image{img}.png"
@@ -197,7 +198,8 @@ def make_aasce(root: Path, training: int = 5, test: int = 3) -> list[Path]:
             (base / "labels" / part).mkdir(parents=True, exist_ok=True)
             (base / "labels" / part / f"{name}.mat").write_bytes(b"MATLAB 5.0 MAT-file")
         _write_text(base / "labels" / part / "filenames.csv", "\n".join(names) + "\n")
-        _write_text(base / "labels" / part / "landmarks.csv", "\n".join("0.5," * 135 + "0.5" for _ in names) + "\n")
+        _write_text(base / "labels" / part / "landmarks.csv",
+                    "\n".join("0.5," * 135 + "0.5" for _ in names) + "\n")
         _write_text(base / "labels" / part / "angles.csv", "\n".join("10.1,5.2,3.3" for _ in names) + "\n")
     return files
 
@@ -235,14 +237,16 @@ def make_imagenet(root: Path, layout: str = "synset", synsets: int = 3, per_syns
 
 
 # ----------------------------------------------------------------------------- labelled folder
-LABELLED_HEADER = "file,is_xray,xray_type,labels,extra,width,height,source_repo,commit,path_in_repo,sha256_original,license"
+LABELLED_HEADER = ("file,is_xray,xray_type,labels,extra,width,height,source_repo,commit,path_in_repo,"
+                   "sha256_original,license")
 
 
 def make_labelled_folder(root: Path) -> list[dict]:
-    """A folder in the ``shared/real-samples`` format: NIH chest films (one with a box), a
+    """A labelled folder of real images (the ``labels.csv`` format): NIH chest films (one with a box), a
     non-ChestX-ray14 chest film, OAI knees of one patient, hands, photographs."""
     rows = [
-        ("nih/00000005_000.jpg", 1, "chest", "Effusion|Mass", "patient_id=5;age=60;sex=F;view=PA;bbox=Mass:200,400,100,50", 512, 512),
+        ("nih/00000005_000.jpg", 1, "chest", "Effusion|Mass",
+         "patient_id=5;age=60;sex=F;view=PA;bbox=Mass:200,400,100,50", 512, 512),
         ("nih/00000005_001.jpg", 1, "chest", "No Finding", "patient_id=5;age=61;sex=F;view=PA", 512, 512),
         ("nih/00000007_000.jpg", 1, "chest", "Pleural_Thickening", "", 512, 512),
         ("misc/tb0001.jpg", 1, "chest", "Tuberculosis (TBX11K)", "", 512, 512),

@@ -164,7 +164,8 @@ def test_authors_split_loads_matches_the_csv_and_is_patient_disjoint(nih_images)
 def test_grouped_split_is_patient_disjoint_stratified_and_seeded():
     rng = np.random.default_rng(4)
     groups = rng.integers(0, 3000, 20000).astype(str)
-    strata = np.where(groups.astype(int) % 3 == 0, "chest", np.where(groups.astype(int) % 3 == 1, "hand", "not_xray"))
+    strata = np.where(groups.astype(int) % 3 == 0, "chest",
+                      np.where(groups.astype(int) % 3 == 1, "hand", "not_xray"))
     out = manifests.grouped_split(groups, seed=7, strata=strata)
     frame = pd.DataFrame({"patient_id": groups, "split": out, "stratum": strata})
     assert leaks(frame) == 0
@@ -221,7 +222,7 @@ def test_lera_adapter_reads_the_aimi_release(tmp_path):
     df = lera.load(tmp_path)
     assert sorted(df["path"]) == sorted(map(str, files))
     assert list(df.columns) == list(manifests.IMAGE_COLUMNS)
-    assert (df.map(type) == str).all().all()
+    assert df.map(lambda v: type(v) is str).all().all()
     by_study = {Path(p).relative_to(tmp_path / "LERA Dataset").parts[0]: t
                 for p, t in zip(df["path"], df["xray_type"])}
     expected = {str(1000 + s): ("Foot", "Knee", "Ankle", "Hip")[s % 4].lower() for s in range(1, 9)}
@@ -263,7 +264,8 @@ NATIVE = [
         ("study folder missing", lambda r: __import__("shutil").rmtree(r / "LERA Dataset" / "1003")),
         ("unknown study type", lambda r: _rewrite(r / "LERA Dataset" / "labels.csv",
                                                   lambda t: t.replace("XR HIP", "XR TIBIA"))),
-        ("study without images", lambda r: [p.unlink() for p in (r / "LERA Dataset" / "1004").rglob("*.png")]),
+        ("study without images",
+         lambda r: [p.unlink() for p in (r / "LERA Dataset" / "1004").rglob("*.png")]),
     ]),
     (lera, lambda r: make_lera(r), [
         ("image outside body-part folders", lambda r: write_image(r / "LERA" / "0099" / "image1.png")),
@@ -279,7 +281,8 @@ NATIVE = [
     (dental, lambda r: make_dental(r), [
         ("no images folder", lambda r: (r / "UFBA_UESC_DENTAL_IMAGES" / "images").rename(
             r / "UFBA_UESC_DENTAL_IMAGES" / "pictures")),
-        ("images folder empty", lambda r: [p.unlink() for p in (r / "UFBA_UESC_DENTAL_IMAGES" / "images").rglob("*.*")]),
+        ("images folder empty",
+         lambda r: [p.unlink() for p in (r / "UFBA_UESC_DENTAL_IMAGES" / "images").rglob("*.*")]),
     ]),
     (imagenet, lambda r: make_imagenet(r), [
         ("no photographs", lambda r: [p.unlink() for p in r.rglob("*.JPEG")]),
@@ -301,7 +304,7 @@ def test_problems_is_empty_exactly_when_load_succeeds(tmp_path, adapter, build, 
     assert adapter.problems(root) == []
     df = adapter.load(root)
     assert list(df.columns) == list(manifests.IMAGE_COLUMNS)
-    assert (df.map(type) == str).all().all()
+    assert df.map(lambda v: type(v) is str).all().all()
     assert len(df) == len(built) and df["path"].is_unique
     assert set(df["xray_type"]) == _EXPECTED_TYPES[adapter.NAME]
     assert set(df["is_xray"]) == ({"0"} if adapter.NAME == "imagenet" else {"1"})
@@ -351,12 +354,14 @@ def test_chestxray14_errors_name_the_path_and_the_fix(tmp_path):
     bad = tmp_path / "badcsv"
     bad.mkdir()
     (bad / "Data_Entry_2017.csv").write_text("Image,Labels\na.png,Mass\n")
-    with pytest.raises(DatasetError, match=r"lacks the column\(s\) \['Image Index', 'Finding Labels', 'Patient ID'\]"):
+    with pytest.raises(DatasetError,
+                       match=r"lacks the column\(s\) \['Image Index', 'Finding Labels', 'Patient ID'\]"):
         chestxray14.load(bad)
     rows = make_chestxray14(tmp_path / "cx")
     rows[0]["path"].unlink()
     rows[5]["path"].unlink()
-    with pytest.raises(DatasetError, match=r"2 of 16 listed image\(s\) are missing, e\.g\. .*00000001_000\.png.*drop_missing=True"):
+    with pytest.raises(DatasetError, match=r"2 of 16 listed image\(s\) are missing, e\.g\. "
+                                           r".*00000001_000\.png.*drop_missing=True"):
         chestxray14.load(tmp_path / "cx")
     with pytest.warns(UserWarning, match="dropped 2 of 16"):
         df = chestxray14.load(tmp_path / "cx", drop_missing=True)
@@ -430,7 +435,8 @@ def test_labelled_folder_errors(tmp_path):
     with pytest.raises(DatasetError, match=r"lacks the column\(s\) \['file'\]"):
         labelled_folder.load(tmp_path)
     csv.write_text(good.replace(",1,hand,", ",maybe,hand,", 1))
-    with pytest.raises(DatasetError, match=r"is_xray must be 1 or 0; bad value\(s\) \['maybe'\] on line\(s\) \[8\]"):
+    with pytest.raises(DatasetError,
+                       match=r"is_xray must be 1 or 0; bad value\(s\) \['maybe'\] on line\(s\) \[8\]"):
         labelled_folder.load(tmp_path)
     csv.write_text(good.replace(",1,hand,", ",1,pelvis,", 1))
     with pytest.raises(DatasetError, match=r"xray_type must be one of .*'pelvis'"):
@@ -446,7 +452,9 @@ def test_duplicates_across_sources_are_found_by_content(tmp_path):
                      ignore_index=True)
     from xray_utils.data.real import check_duplicates
     assert check_duplicates(both) is both  # paths differ
-    with pytest.raises(DuplicateImagesError, match=r"1 image\(s\) appear more than once .*\[imagenet\].*\[dental\]|\[dental\].*\[imagenet\]"):
+    with pytest.raises(DuplicateImagesError,
+                       match=r"1 image\(s\) appear more than once .*\[imagenet\].*\[dental\]"
+                             r"|\[dental\].*\[imagenet\]"):
         check_duplicates(both, content=True)
     with pytest.warns(UserWarning, match="dropped 1 duplicate"):
         assert len(check_duplicates(both, content=True, drop=True)) == len(both) - 1
@@ -527,12 +535,14 @@ def test_labelled_folder_fixture(tmp_path):
     assert by_file.loc["misc/tb0001.jpg", "findings"] == ""  # not ChestX-ray14: unknown
     assert by_file.loc["knee/kl1_9016304L.jpg", "findings"] == ""
     # patient ids: extra, NIH file name, OAI knee id, else one per file
-    assert by_file.loc["nih/00000005_000.jpg", "patient_id"] == by_file.loc["nih/00000005_001.jpg", "patient_id"] == "mine:5"
+    patient = by_file["patient_id"]
+    assert patient["nih/00000005_000.jpg"] == patient["nih/00000005_001.jpg"] == "mine:5"
     assert by_file.loc["nih/00000007_000.jpg", "patient_id"] == "mine:7"
-    assert by_file.loc["knee/kl1_9016304L.jpg", "patient_id"] == by_file.loc["knee/kl2_9016304R.jpg", "patient_id"]
-    assert by_file.loc["frac/IMG0000001.jpg", "patient_id"] != by_file.loc["frac/IMG0000002.jpg", "patient_id"]
+    assert patient["knee/kl1_9016304L.jpg"] == patient["knee/kl2_9016304R.jpg"]
+    assert patient["frac/IMG0000001.jpg"] != patient["frac/IMG0000002.jpg"]
     # box from the 1024 px space scaled to the 512 px file
-    assert manifests.decode_boxes(by_file.loc["nih/00000005_000.jpg", "boxes"]) == [("Mass", 100.0, 200.0, 50.0, 25.0)]
+    assert manifests.decode_boxes(by_file.loc["nih/00000005_000.jpg", "boxes"]) == [
+        ("Mass", 100.0, 200.0, 50.0, 25.0)]
 
 
 def test_add_labelled_folder_mixes_films_into_a_manifest(tmp_path):
@@ -580,6 +590,7 @@ def test_real_samples_ingest_into_manifests_for_all_three_tasks(tmp_path):
     tasks = {t: manifests.read_task_manifest(p) for t, p in out.items()}
     assert len(tasks["chest"]) == len(known)
     assert set(tasks["xray_type"]["label"]) <= set(paper.XRAY_TYPES)
-    assert (tasks["xray_or_not"]["label"] == "xray").sum() == (tasks["xray_or_not"]["label"] == "not_xray").sum()
+    labels = tasks["xray_or_not"]["label"]
+    assert (labels == "xray").sum() == (labels == "not_xray").sum()
     for t in tasks.values():
         assert leaks(t) == 0 and all(Path(p).is_file() for p in t["path"])

@@ -79,7 +79,8 @@ def test_cached_build_is_reused_and_parameter_changes_rebuild(tmp_path):
     assert again == path and path.stat().st_mtime_ns == first  # nothing rewritten
     changed = demo.build_demo_dataset(tmp_path, workers=1, progress=False, **{**params, "n_photos": 3})
     assert len(pd.read_csv(changed)) == 13 + 3 + 3
-    forced = demo.build_demo_dataset(tmp_path, workers=1, progress=False, force=True, **{**params, "n_photos": 3})
+    forced = demo.build_demo_dataset(tmp_path, workers=1, progress=False, force=True,
+                                     **{**params, "n_photos": 3})
     assert forced.stat().st_mtime_ns != first
     assert not (tmp_path / ".parts").exists()
 

@@ -22,8 +22,9 @@ from xray_utils.data.download import (
 from xray_utils.data.real import read_authors_split
 
 SPLIT = shared_dir() / "reference" / "is2ai-chest-split" if shared_dir() else None
-needs_split = pytest.mark.skipif(SPLIT is None or not SPLIT.is_dir(),
-                                 reason="shared reference folder absent (XRAY_SHARED_DIR or <repo>/../shared)")
+needs_split = pytest.mark.skipif(
+    SPLIT is None or not SPLIT.is_dir(),
+    reason="shared reference folder absent (XRAY_SHARED_DIR or <repo>/../shared)")
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -77,7 +78,8 @@ def test_checksum_mismatch_is_refused(tmp_path, server):
 def test_unreachable_file_says_what_to_do(tmp_path, server):
     _, url, _ = server
     registry = {"c.txt": RemoteFile(f"{url}/missing.txt", sha256(b"x"))}
-    with pytest.raises(DownloadError, match=r"could not download .*missing\.txt .*download it by hand to .*c\.txt"):
+    with pytest.raises(DownloadError,
+                       match=r"could not download .*missing\.txt .*download it by hand to .*c\.txt"):
         fetch("c.txt", cache_dir=tmp_path / "dl", registry=registry)
 
 
@@ -92,8 +94,10 @@ def test_offline_mode_lists_every_missing_or_corrupt_file(tmp_path, monkeypatch)
         fetch_many(registry, cache_dir=cache, registry=registry)
     text = str(err.value)
     assert text.startswith("offline mode: 2 file(s) unavailable")
-    assert f"x/one.txt: not in the cache (expected at {cache / 'x' / 'one.txt'}; source https://example.invalid/one.txt)" in text
-    assert f"x/two.txt: {cache / 'x' / 'two.txt'} has sha256 {sha256(b'not two')}, expected {sha256(b'2')}" in text
+    assert (f"x/one.txt: not in the cache (expected at {cache / 'x' / 'one.txt'}; "
+            "source https://example.invalid/one.txt)") in text
+    assert (f"x/two.txt: {cache / 'x' / 'two.txt'} has sha256 {sha256(b'not two')}, "
+            f"expected {sha256(b'2')}") in text
     (cache / "x" / "one.txt").write_bytes(b"1")
     (cache / "x" / "two.txt").write_bytes(b"2")
     assert fetch_many(registry, cache_dir=cache, registry=registry) == {

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,12 @@ def test_front_door_exports_resolve():
     for name in xray_utils.__all__:
         assert getattr(xray_utils, name) is not None, name
 
+
+
+def test_ruff_passes():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    if not Path(ruff).exists():
+        pytest.fail("ruff is not installed: pip install -e '.[test]'")
+    out = subprocess.run([ruff, "check", "xray_utils", "tests", "scripts", "notebooks"],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]

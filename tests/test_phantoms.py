@@ -76,7 +76,9 @@ def test_finding_changes_lie_inside_its_box(finding):
         # visible at the demo's training size
         A, B = resize_gray(a.image, 64).astype(float), resize_gray(b.image, 64).astype(float)
         k = 64 / size
-        visible.append(np.abs(A - B)[int(y * k):int(np.ceil((y + h) * k)), int(x * k):int(np.ceil((x + w) * k))].mean())
+        rows = slice(int(y * k), int(np.ceil((y + h) * k)))
+        cols = slice(int(x * k), int(np.ceil((x + w) * k)))
+        visible.append(np.abs(A - B)[rows, cols].mean())
     assert min(inside_att) > 0.9, (finding, inside_att)
     assert min(contrast) > 3.0, (finding, contrast)
     assert np.mean(visible) > 1.5, (finding, visible)
@@ -89,7 +91,8 @@ def test_boxes_of_sampled_films_are_inside_the_image():
             assert name in paper.FINDINGS
             assert 0 <= x <= x + w <= 64 + 1e-6 and 0 <= y <= y + h <= 64 + 1e-6
         # encodable in the manifest and back
-        assert [b[0] for b in manifests.decode_boxes(manifests.encode_boxes(film.boxes))] == list(film.findings)
+        decoded = manifests.decode_boxes(manifests.encode_boxes(film.boxes))
+        assert [b[0] for b in decoded] == list(film.findings)
 
 
 def test_cardiothoracic_ratio():
@@ -98,7 +101,8 @@ def test_cardiothoracic_ratio():
     assert max(normal) < 0.5 and min(normal) > 0.35
     assert min(big) > 0.5
     # the enlarged heart is the same patient's heart: the normal CTR is reported alongside
-    assert all(render_chest((2, i), 48, findings=["Cardiomegaly"]).meta["normal_ctr"] == n for i, n in enumerate(normal))
+    assert all(render_chest((2, i), 48, findings=["Cardiomegaly"]).meta["normal_ctr"] == n
+               for i, n in enumerate(normal))
 
 
 def test_follow_up_films_share_the_patient_anatomy():
@@ -133,7 +137,8 @@ def test_no_trivial_cue_separates_the_types():
     from sklearn.preprocessing import StandardScaler
 
     n = 14
-    X = np.array([simple_stats(render(t, (99, k, i), 48).image) for k, t in enumerate(paper.XRAY_TYPES) for i in range(n)])
+    X = np.array([simple_stats(render(t, (99, k, i), 48).image)
+                  for k, t in enumerate(paper.XRAY_TYPES) for i in range(n)])
     y = np.repeat(np.arange(len(paper.XRAY_TYPES)), n)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
     acc = cross_val_score(clf, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=0)).mean()
@@ -152,7 +157,8 @@ def test_no_trivial_cue_separates_findings_from_normal():
     y = np.array([len(f.findings) > 0 for f in films])
     assert 0.3 < y.mean() < 0.7
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
-    auc = cross_val_score(clf, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=0), scoring="roc_auc").mean()
+    auc = cross_val_score(clf, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=0),
+                          scoring="roc_auc").mean()
     print(f"\nlogistic regression on image statistics, finding vs no finding: CV AUC {auc:.3f}")
     assert auc < 0.75
 
@@ -200,7 +206,8 @@ def test_line_bundle_carries_the_line_integral_of_a_cylinder():
 
 def test_lowpass_approximates_a_gaussian_blur():
     rng = np.random.default_rng(0)
-    img = ndi.gaussian_filter(rng.random((128, 128)), 4).astype(np.float32) + np.linspace(0, 1, 128, dtype=np.float32)
+    img = (ndi.gaussian_filter(rng.random((128, 128)), 4).astype(np.float32)
+           + np.linspace(0, 1, 128, dtype=np.float32))
     ref = ndi.gaussian_filter(img, 16.0)
     got = lowpass(img, 16.0)
     inner = (slice(32, 96), slice(32, 96))

@@ -228,7 +228,8 @@ def test_init_from_a_missing_module_says_which_notebook_to_run(tmp_path):
     save_checkpoint(build_model("xray_type"), trained / "best", checkpoint_meta("xray_type", 32))
     assert init_source(cfg, paths) == trained / "best.json"
     assert init_source({**cfg, "INIT_FROM": str(trained)}, paths) == trained / "best.json"
-    assert init_source({**cfg, "INIT_FROM": str(trained / "best.safetensors")}, paths) == trained / "best.json"
+    by_weights = {**cfg, "INIT_FROM": str(trained / "best.safetensors")}
+    assert init_source(by_weights, paths) == trained / "best.json"
     assert init_source(settings("full", "chest"), paths) is None
     table = describe_settings(cfg, "chest")
     assert table.loc["initial weights"].iloc[0] == "from xray_type"

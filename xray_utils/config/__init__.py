@@ -1,1 +1,2 @@
-"""Configuration: the paper's facts (`paper`), the profiles (`profiles`), folders (`paths`), seeds (`seeding`)."""
+"""Configuration: the paper's facts (`paper`), the profiles (`profiles`), folders and
+environment variables (`paths`), seeds (`seeding`)."""

@@ -1,7 +1,7 @@
 """The generic labelled folder: any images plus one ``labels.csv`` describing them.
 
-This is the format of a labelled folder of real images (``XRAY_REAL_SAMPLES``) and the way to bring your own films into the
-demo (notebook parameter ``EXTRA_DATA``).  ``<folder>/labels.csv`` columns:
+This is the format of a labelled folder of real images (``XRAY_REAL_SAMPLES``) and the way to
+bring your own films into the demo (notebook parameter ``EXTRA_DATA``).  ``<folder>/labels.csv`` columns:
 
 ==============  ==========================================================================
 ``file``        image path relative to the folder (required)
@@ -57,7 +57,8 @@ TITLE = "labelled folder"
 SECTION = "Your own images: the labelled folder format"
 LABELS_FILE = "labels.csv"
 REQUIRED_COLUMNS: tuple[str, ...] = ("file", "is_xray", "xray_type", "labels")
-LAYOUT = "<folder>/labels.csv (columns file, is_xray, xray_type, labels[, extra, patient_id, split]) + the images"
+LAYOUT = ("<folder>/labels.csv (columns file, is_xray, xray_type, labels[, extra, patient_id, "
+          "split]) + the images")
 #: File-name conventions that carry a patient id (group ``id``); tried in order.
 DEFAULT_PATIENT_PATTERNS: tuple[str, ...] = (
     r"(?:^|/)(?P<id>\d{8})_\d{3}\.\w+$",         # ChestX-ray14 image index: patient_followup
@@ -143,7 +144,8 @@ def load(folder: str | Path, *, check_files: bool = True, drop_missing: bool = F
     bad = ~flag.isin(_TRUE | _FALSE)
     if bad.any():
         rows = (np.flatnonzero(bad.to_numpy()) + 2)[:5].tolist()
-        raise DatasetError(f"{csv}: is_xray must be 1 or 0; bad value(s) {df.loc[bad, 'is_xray'].unique()[:5].tolist()} "
+        values = df.loc[bad, "is_xray"].unique()[:5].tolist()
+        raise DatasetError(f"{csv}: is_xray must be 1 or 0; bad value(s) {values} "
                            f"on line(s) {rows}")
     is_xray = flag.isin(_TRUE)
     xtype = df["xray_type"].str.strip().str.lower().where(is_xray, "")

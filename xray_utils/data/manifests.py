@@ -52,13 +52,15 @@ FINDING_ALIASES = {"Infiltrate": "Infiltration", "Pleural Thickening": "Pleural_
 
 
 def canonical_finding(name: str) -> str:
-    """A finding label as spelled in :data:`paper.FINDINGS` (``Pleural Thickening`` -> ``Pleural_Thickening``)."""
+    """A finding label as spelled in :data:`paper.FINDINGS`
+    (``Pleural Thickening`` -> ``Pleural_Thickening``)."""
     name = FINDING_ALIASES.get(name.strip(), name.strip())
     return name.replace(" ", "_") if name.replace(" ", "_") in paper.FINDINGS else name
 
 
 def canonical_findings(text: str) -> str | None:
-    """``"Mass|Effusion"`` -> ``"Effusion|Mass"`` (Table III order); ``No Finding`` kept; ``None`` if unknown."""
+    """``"Mass|Effusion"`` -> ``"Effusion|Mass"`` (Table III order); ``No Finding`` kept;
+    ``None`` if unknown."""
     parts = [canonical_finding(p) for p in str(text).split("|") if p.strip()]
     if parts == [paper.NO_FINDING]:
         return paper.NO_FINDING
@@ -71,7 +73,8 @@ def read_csv_checked(path: str | Path, required: Sequence[str], what: str = "man
     """Read a CSV and fail with a clear message naming the file and any missing columns."""
     path = Path(path)
     if not path.is_file():
-        raise ManifestError(f"{what} not found: {path}. Build it first (see notebooks/00_data_preparation.ipynb).")
+        raise ManifestError(f"{what} not found: {path}. Build it first (see "
+                            "notebooks/00_data_preparation.ipynb).")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:  # pandas raises many kinds
@@ -85,11 +88,17 @@ def read_csv_checked(path: str | Path, required: Sequence[str], what: str = "man
 
 
 def read_task_manifest(path: str | Path) -> pd.DataFrame:
-    """Read a task manifest, resolving relative ``path`` entries against the manifest's folder."""
-    path = Path(path)
-    df = read_csv_checked(path, TASK_COLUMNS, "task manifest")
+def _read_with_paths(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
+    """:func:`read_csv_checked`, with relative ``path`` entries resolved against the CSV's folder."""
+    df = read_csv_checked(path, required, what)
     base = path.resolve().parent
     df["path"] = [str(p if Path(p).is_absolute() else (base / p)) for p in df["path"]]
+    return df
+
+
+    """Read a task manifest, resolving relative ``path`` entries against the manifest's folder."""
+    path = Path(path)
+    df = _read_with_paths(path, TASK_COLUMNS, "task manifest")
     bad = sorted(set(df["split"]) - set(SPLITS))
     if bad:
         raise ManifestError(f"task manifest {path} has unknown split value(s) {bad}; expected {SPLITS}")
@@ -98,11 +107,7 @@ def read_task_manifest(path: str | Path) -> pd.DataFrame:
 
 def read_image_manifest(path: str | Path) -> pd.DataFrame:
     """Read an image manifest with absolute paths."""
-    path = Path(path)
-    df = read_csv_checked(path, IMAGE_COLUMNS, "image manifest")
-    base = path.resolve().parent
-    df["path"] = [str(p if Path(p).is_absolute() else (base / p)) for p in df["path"]]
-    return df
+    return _read_with_paths(Path(path), IMAGE_COLUMNS, "image manifest")
 
 
 def grouped_split(groups: Sequence[str], fractions: Mapping[str, float] = paper.SPLIT_FRACTIONS,

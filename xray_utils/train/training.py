@@ -126,7 +126,8 @@ class SklearnMetricsCallback(Callback):
         logits, targets = np.concatenate(self._logits), np.concatenate(self._targets)
         if runner.engine.is_ddp:  # every process saw a shard: score the whole split
             logits = runner.engine.gather(torch.as_tensor(logits, device=runner.engine.device)).cpu().numpy()
-            targets = runner.engine.gather(torch.as_tensor(targets, device=runner.engine.device)).cpu().numpy()
+            targets = runner.engine.gather(
+                torch.as_tensor(targets, device=runner.engine.device)).cpu().numpy()
         runner.loader_metrics.update(sklearn_scores(self.task, logits, targets))
 
 

@@ -230,6 +230,16 @@ _IMAGENETTE_CHECKSUM_SOURCE = (
     "replaced at least once, so both published values are accepted)")
 _IMAGENETTE_LAYOUT = "imagenette2-{px}/{{train,val}}/<wnid>/*.JPEG + noisy_imagenette.csv"
 
+def _imagenette(px: int, nbytes: int, *md5s: str) -> PublicFile:
+    return PublicFile(
+        name=f"imagenette2_{px}", dataset="imagenette",
+        url=f"https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-{px}.tgz",
+        filename=f"imagenette2-{px}.tgz", size=nbytes, size_exact=False,
+        size_source="fastai's data/checks.txt (paired there with the second md5)",
+        checksums=tuple(f"md5:{m}" for m in md5s), checksum_source=_IMAGENETTE_CHECKSUM_SOURCE,
+        layout=_IMAGENETTE_LAYOUT.format(px=px))
+
+
 FILES: Mapping[str, PublicFile] = MappingProxyType({f.name: f for f in (
     _chestmnist(64, "9de6cd0b934ebb5b7426cfba5efbae16", 401_604_127, True,
                 "not published; measured by a third party whose copy matched the md5"),
@@ -254,20 +264,10 @@ FILES: Mapping[str, PublicFile] = MappingProxyType({f.name: f for f in (
                 "multiscan, fractured, fracture_count, frontal, lateral, oblique) + "
                 "FracAtlas/images/{Fractured,Non_fractured}/IMGnnnnnnn.jpg + FracAtlas/Annotations, "
                 "FracAtlas/utilities (not used)")),
-    PublicFile(
-        name="imagenette2_160", dataset="imagenette",
-        url="https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz",
-        filename="imagenette2-160.tgz", size=99_003_388, size_exact=False,
-        size_source="fastai's data/checks.txt (paired there with the second md5)",
-        checksums=("md5:e793b78cc4c9e9a4ccc0c1155377a412", "md5:c475f8f7617a200ba35b9facc48443c3"),
-        checksum_source=_IMAGENETTE_CHECKSUM_SOURCE, layout=_IMAGENETTE_LAYOUT.format(px=160)),
-    PublicFile(
-        name="imagenette2_320", dataset="imagenette",
-        url="https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz",
-        filename="imagenette2-320.tgz", size=341_663_724, size_exact=False,
-        size_source="fastai's data/checks.txt (paired there with the second md5)",
-        checksums=("md5:3df6f0d01a2c9592104656642f5e78a3", "md5:1f1f74f133caff120e575856659b87a2"),
-        checksum_source=_IMAGENETTE_CHECKSUM_SOURCE, layout=_IMAGENETTE_LAYOUT.format(px=320)),
+    _imagenette(160, 99_003_388, "e793b78cc4c9e9a4ccc0c1155377a412",
+                "c475f8f7617a200ba35b9facc48443c3"),
+    _imagenette(320, 341_663_724, "3df6f0d01a2c9592104656642f5e78a3",
+                "1f1f74f133caff120e575856659b87a2"),
 )})
 
 if tuple(label.replace("pleural", "pleural_thickening") for label in CHESTMNIST_LABELS) != tuple(

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transfer": ("xray_utils.cli.transfer", "score the demo models on real films and photographs"),
     "bench": ("xray_utils.cli.bench",
               "measure data, training, inference and Grad-CAM speed against baselines"),
+    "app": ("xray_utils.cli.app", "serve the diagnosis demo as a page on 127.0.0.1 (Voila)"),
 }
 
 

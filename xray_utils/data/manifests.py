@@ -7,7 +7,8 @@ real-data adapter) -- columns :data:`IMAGE_COLUMNS`:
 
 ``path``        image file, absolute or relative to the manifest's folder
 ``is_xray``     1 for a radiograph, 0 for anything else
-``xray_type``   one of ``paper.XRAY_TYPES`` for radiographs, empty otherwise
+``xray_type``   one of ``paper.XRAY_TYPES`` for radiographs (empty: body part unknown, Module I
+                only), empty for other images
 ``findings``    chest films: ChestX-ray14 findings joined by ``|`` (``No Finding`` when none);
                 empty for other images or when unknown
 ``patient_id``  patient (or study) identifier; splits never put one patient in two splits
@@ -87,7 +88,6 @@ def read_csv_checked(path: str | Path, required: Sequence[str], what: str = "man
     return df
 
 
-def read_task_manifest(path: str | Path) -> pd.DataFrame:
 def _read_with_paths(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
     """:func:`read_csv_checked`, with relative ``path`` entries resolved against the CSV's folder."""
     df = read_csv_checked(path, required, what)
@@ -96,6 +96,7 @@ def _read_with_paths(path: Path, required: Sequence[str], what: str) -> pd.DataF
     return df
 
 
+def read_task_manifest(path: str | Path) -> pd.DataFrame:
     """Read a task manifest, resolving relative ``path`` entries against the manifest's folder."""
     path = Path(path)
     df = _read_with_paths(path, TASK_COLUMNS, "task manifest")
@@ -196,15 +197,22 @@ def findings_to_vector(labels: Iterable[str]) -> np.ndarray:
 
 def task_manifests(images: pd.DataFrame, seed: int = 0,
                    chest_fraction: float = paper.CHEST_FRACTION_MODULES_I_II,
-                   balance_negatives: bool = True) -> dict[str, pd.DataFrame]:
+                   balance_negatives: bool = True,
+                   chest_fraction_by_source: Mapping[str, float] | None = None,
+                   chest_test_only_sources: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
     """The three task manifests from an image manifest, by the paper's rules (Section III).
 
     * Module I (``xray_or_not``): every non-chest X-ray, ``chest_fraction`` of the chest films,
       and as many non-X-ray images as X-rays (fewer if fewer exist).
-    * Module II (``xray_type``): the same X-rays, labelled by type.
+    * Module II (``xray_type``): the same X-rays, labelled by type (X-rays of unknown type,
+      an empty ``xray_type``, stay in Module I only).
     * Module III (``chest``): every chest film with known findings.
 
     The chest subsample is drawn per patient, so it never breaks the patient-wise split.
+    ``chest_fraction_by_source`` maps a ``source`` prefix to its own fraction (e.g. the demo keeps
+    every shipped real chest film, ``{"open-films/": 1.0}``); ``chest_test_only_sources`` lists
+    source prefixes whose chest films enter Module III in the test split only (measured against,
+    never trained on).
     """
     images = images.copy()
     if (images["split"] == "").any():
@@ -216,17 +224,24 @@ def task_manifests(images: pd.DataFrame, seed: int = 0,
     is_xray = images["is_xray"].astype(int) == 1
     chest = is_xray & (images["xray_type"] == "chest")
     keep_chest: set = set()
-    for split in SPLITS:
-        in_split = images[chest & (images["split"] == split)]
-        per_patient = in_split.groupby("patient_id").size()
-        patients = np.array(sorted(per_patient.index), dtype=object)
-        rng.shuffle(patients)
-        count, target = 0, chest_fraction * len(in_split)
-        for p in patients:
-            if count >= target:
-                break
-            keep_chest.add(p)
-            count += int(per_patient[p])
+    by_source = dict(chest_fraction_by_source or {})
+    source = images["source"].astype(str)
+    group = np.full(len(images), "", dtype=object)
+    for prefix in sorted(by_source, key=len):
+        group[source.str.startswith(prefix).to_numpy()] = prefix
+    for prefix in ["", *sorted(set(by_source) - {""})]:
+        fraction = by_source.get(prefix, chest_fraction)
+        for split in SPLITS:
+            in_split = images[chest & (images["split"] == split) & (group == prefix)]
+            per_patient = in_split.groupby("patient_id").size()
+            patients = np.array(sorted(per_patient.index), dtype=object)
+            rng.shuffle(patients)
+            count, target = 0, fraction * len(in_split)
+            for p in patients:
+                if count >= target:
+                    break
+                keep_chest.add(p)
+                count += int(per_patient[p])
     xrays = images[is_xray & (~chest | images["patient_id"].isin(keep_chest))]
     negatives = images[~is_xray]
     if balance_negatives and len(negatives) > len(xrays):
@@ -240,8 +255,12 @@ def task_manifests(images: pd.DataFrame, seed: int = 0,
 
     both = pd.concat([xrays, negatives])
     module_i = frame(both, np.where(both["is_xray"].astype(int) == 1, "xray", "not_xray"))
-    module_ii = frame(xrays, xrays["xray_type"])
+    typed = xrays[xrays["xray_type"].isin(paper.XRAY_TYPES)]  # unknown body part: Module I only
+    module_ii = frame(typed, typed["xray_type"])
     chest_rows = images[chest & (images["findings"] != "")]
+    if chest_test_only_sources:
+        held = chest_rows["source"].astype(str).str.startswith(tuple(chest_test_only_sources))
+        chest_rows = chest_rows[~held | (chest_rows["split"] == "test")]
     module_iii = frame(chest_rows, chest_rows["findings"], chest_rows["boxes"])
     return {"xray_or_not": module_i, "xray_type": module_ii, "chest": module_iii}
 

@@ -1,7 +1,8 @@
 """Where a profile's images come from: one function that every profile goes through.
 
 * ``demo``   -- the generated phantoms and photographs (:mod:`xray_utils.data.demo`), built once
-  into ``data/demo``;
+  into ``data/demo``, plus the real films shipped in ``data/open-films``
+  (:mod:`xray_utils.data.open_films`, setting ``OPEN_FILMS``);
 * ``full``   -- the paper's six real datasets under ``data/raw`` (:mod:`xray_utils.data.real`);
   fails at once, naming each missing dataset folder, when they are not there;
 * ``public`` -- openly downloadable X-rays (:mod:`xray_utils.data.public`): fails at once, listing
@@ -31,6 +32,11 @@ def load_profile_images(profile: str, paths: ProjectPaths, cfg: Mapping[str, Any
         images = read_image_manifest(build_demo_dataset(
             paths.demo_dir, image_size=int(cfg["DEMO_IMAGE_SIZE"]), per_type=int(cfg["DEMO_PER_TYPE"]),
             n_chest=int(cfg["DEMO_CHEST"]), n_photos=int(cfg["DEMO_PHOTOS"]), seed=seed))
+        if cfg.get("OPEN_FILMS"):
+            from xray_utils.data.open_films import OPEN_FILMS_DIR, load_open_films
+
+            folder = OPEN_FILMS_DIR if cfg["OPEN_FILMS"] is True else Path(cfg["OPEN_FILMS"])
+            images = pd.concat([images, load_open_films(folder, seed=seed)], ignore_index=True)
     elif profile == "full":
         from xray_utils.data.real import build_full_image_manifest, require_datasets
 
@@ -51,3 +57,26 @@ def load_profile_images(profile: str, paths: ProjectPaths, cfg: Mapping[str, Any
 
         images = add_labelled_folder(images, extra_data, seed=seed)
     return images
+
+
+def task_manifest_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """How the profile's task manifests treat the shipped real films (demo settings
+    ``REAL_CHEST_FRACTION`` and ``REAL_CHEST_TRAINING``); empty for the other profiles."""
+    if not cfg.get("OPEN_FILMS"):
+        return {}
+    from xray_utils.data.open_films import SOURCE_PREFIX
+
+    options: dict[str, Any] = {
+        "chest_fraction_by_source": {SOURCE_PREFIX: float(cfg.get("REAL_CHEST_FRACTION", 1.0))}}
+    if not cfg.get("REAL_CHEST_TRAINING", True):
+        options["chest_test_only_sources"] = (SOURCE_PREFIX,)
+    return options
+
+
+def write_profile_manifests(images: pd.DataFrame, paths: ProjectPaths, cfg: Mapping[str, Any],
+                            seed: int = 0) -> dict[str, Path]:
+    """Write the three task manifests of ``images`` under ``paths.manifests_dir`` by the paper's
+    rules and the profile's options (:func:`task_manifest_options`); returns their paths."""
+    from xray_utils.data.manifests import write_task_manifests
+
+    return write_task_manifests(images, paths.manifests_dir, seed=seed, **task_manifest_options(cfg))

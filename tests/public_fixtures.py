@@ -93,25 +93,34 @@ def write_mednist_tar(folder: Path, per_class: int = MEDNIST_PER_CLASS) -> Path:
 # ----------------------------------------------------------------------------- FracAtlas
 FRACATLAS_HEADER = ("image_id,hand,leg,hip,shoulder,mixed,hardware,multiscan,fractured,"
                     "fracture_count,frontal,lateral,oblique")
-#: (image_id, region flags hand/leg/hip/shoulder, mixed, fractured, what the manifest does).
+#: (image_id, region flags hand/leg/hip/shoulder, mixed, fractured, what the manifest does):
+#: a Module II type for films of the shipped review table (real ids; the flags may disagree,
+#: as in the dataset: a "hand" flag on a forearm, a "leg" flag on a knee), "unknown" for films
+#: outside it (Module I only), or why the film is left out.
 FRACATLAS_ROWS: tuple[tuple[str, tuple[int, int, int, int], int, int, str], ...] = (
-    ("IMG0000001.jpg", (1, 0, 0, 0), 0, 0, "hand"),
-    ("IMG0000002.jpg", (1, 0, 0, 0), 0, 1, "hand"),
-    ("IMG0000003.jpg", (1, 0, 0, 0), 0, 0, "hand"),
-    ("IMG0000004.jpg", (0, 0, 1, 0), 0, 0, "hip"),
-    ("IMG0000005.jpg", (0, 0, 1, 0), 0, 1, "hip"),
-    ("IMG0000006.jpg", (0, 0, 0, 1), 0, 0, "shoulder"),
-    ("IMG0000007.jpg", (0, 0, 0, 1), 0, 1, "shoulder"),
-    ("IMG0000008.jpg", (0, 1, 0, 0), 0, 0, "leg"),
-    ("IMG0000009.jpg", (1, 1, 0, 0), 1, 0, "mixed"),
+    ("IMG0000031.jpg", (1, 0, 0, 0), 0, 0, "hand"),
+    ("IMG0000165.jpg", (1, 0, 0, 0), 0, 1, "hand"),
+    ("IMG0000198.jpg", (1, 0, 0, 0), 0, 0, "forearm"),
+    ("IMG0000484.jpg", (1, 0, 0, 0), 0, 1, "elbow"),
+    ("IMG0000329.jpg", (0, 0, 1, 0), 0, 0, "hip"),
+    ("IMG0000344.jpg", (0, 0, 1, 0), 0, 1, "hip"),
+    ("IMG0001166.jpg", (0, 0, 0, 1), 0, 0, "shoulder"),
+    ("IMG0001178.jpg", (0, 0, 0, 1), 0, 1, "shoulder"),
+    ("IMG0000139.jpg", (0, 1, 0, 0), 0, 0, "knee"),
+    ("IMG0000061.jpg", (0, 1, 0, 0), 0, 1, "foot"),
+    ("IMG0000001.jpg", (1, 0, 0, 0), 0, 0, "unknown"),
+    ("IMG0000002.jpg", (0, 0, 1, 0), 0, 1, "unknown"),
+    ("IMG0000008.jpg", (0, 1, 0, 0), 0, 0, "unknown"),
+    ("IMG0000009.jpg", (1, 1, 0, 0), 1, 0, "unknown"),
     ("IMG0003375.jpg", (1, 0, 0, 0), 0, 1, "in_both_folders"),
     ("IMG0004028.jpg", (1, 0, 0, 0), 0, 0, "truncated"),
 )
 
 
 def write_fracatlas_zip(folder: Path) -> Path:
-    """``<folder>/FracAtlas.zip`` in the figshare v7 layout, with one film of each kind the
-    manifest leaves out (leg, mixed, in both class folders, truncated JPEG)."""
+    """``<folder>/FracAtlas.zip`` in the figshare v7 layout: reviewed films, films of unknown body
+    part (single flag, leg, mixed), and one of each kind the manifest leaves out (in both class
+    folders, truncated JPEG)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "FracAtlas.zip"
     lines = [FRACATLAS_HEADER]

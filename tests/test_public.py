@@ -74,7 +74,7 @@ def test_registry_entries_are_complete_and_consistent():
     assert set(public.PUBLIC_XRAY_TYPES) <= set(paper.XRAY_TYPES)
     assert set(public.PUBLIC_XRAY_TYPES).isdisjoint(public.MISSING_XRAY_TYPES)
     assert set(public.PUBLIC_XRAY_TYPES) | set(public.MISSING_XRAY_TYPES) == set(paper.XRAY_TYPES)
-    used = {t for x, t in public.MEDNIST_CLASSES.values() if x} | set(public.FRACATLAS_REGIONS.values())
+    used = {t for x, t in public.MEDNIST_CLASSES.values() if x} | set(public.fracatlas_body_parts().values())
     assert used <= set(public.PUBLIC_XRAY_TYPES)
     # the ChestMNIST label order (MedMNIST's info.py) is the paper's Table III order
     assert [label[:6] for label in public.CHESTMNIST_LABELS] == [f.lower()[:6] for f in paper.FINDINGS]
@@ -249,12 +249,16 @@ def test_archives_become_manifests_for_the_three_tasks(tmp_path, served):
         assert len(rows) == pf.MEDNIST_PER_CLASS
         assert set(rows["is_xray"]) == {"1" if xray else "0"} and set(rows["xray_type"]) == {xtype}
     assert (med["findings"] == "").all()
-    # FracAtlas: one region among hand / hip / shoulder; the rest left out and counted
+    # FracAtlas: reviewed films with their body part, the others X-rays of unknown type
     frac = images[images["source"] == "fracatlas"]
-    expected = {r[0]: r[4] for r in pf.FRACATLAS_ROWS if r[4] in public.FRACATLAS_REGIONS}
+    expected = {r[0]: ("" if r[4] == "unknown" else r[4]) for r in pf.FRACATLAS_ROWS
+                if r[4] not in ("in_both_folders", "truncated")}
     assert dict(zip(frac["path"].map(lambda p: Path(p).name), frac["xray_type"])) == expected
+    assert set(frac["is_xray"]) == {"1"}
     assert images.attrs["public"]["excluded"]["fracatlas"] == {
-        "leg": 1, "mixed": 1, "in_both_folders": 1, "missing_file": 0, "truncated": 1}
+        "in_both_folders": 1, "missing_file": 0, "truncated": 1}
+    assert images.attrs["public"]["excluded"]["fracatlas_body_part"] == {
+        "reviewed": 10, "unknown": 4, "flag_disagrees": 2}
     assert not (cache / "public" / "fracatlas" / "FracAtlas" / "Annotations").exists()
     # Imagenette: photographs
     _, n_photos = pf.write_imagenette_tgz(tmp_path / "again")
@@ -273,6 +277,22 @@ def test_archives_become_manifests_for_the_three_tasks(tmp_path, served):
     assert set(tasks["xray_or_not"]["label"]) == set(paper.XRAY_OR_NOT_CLASSES)
     assert set(tasks["xray_type"]["label"]) <= set(public.PUBLIC_XRAY_TYPES)
     assert {"hand", "hip", "shoulder"} <= set(tasks["xray_type"]["label"])
+    # Module II: no film labelled by a coarse region flag alone; unknown-type films in Module I only
+    module_ii = tasks["xray_type"]
+    reviewed = public.fracatlas_body_parts()
+    frac_ii = module_ii[module_ii["source"] == "fracatlas"]
+    assert len(frac_ii) == 10
+    assert all(reviewed[Path(p).name] == lab for p, lab in zip(frac_ii["path"], frac_ii["label"]))
+    unknown = {str(Path(p).resolve()) for p in frac.loc[frac["xray_type"] == "", "path"]}
+    assert unknown and not unknown & {str(Path(p).resolve()) for p in module_ii["path"]}
+    in_i = tasks["xray_or_not"]
+    assert unknown <= {str(Path(p).resolve()) for p in in_i.loc[in_i["label"] == "xray", "path"]}
+    assert (module_ii["label"] != "").all() and set(module_ii["label"]) <= set(paper.XRAY_TYPES)
+    counts = public.type_counts(images, {t: df for t, df in tasks.items()})
+    assert list(counts.index[:14]) == list(paper.XRAY_TYPES)
+    assert counts.loc["forearm", "total"] == 1 and counts.loc["knee", "total"] == 1
+    assert counts["total"].iloc[:14].sum() == len(module_ii)
+    assert counts.iloc[14]["total"] == 4
     assert set(tasks["chest"]["source"]) == {"chestmnist"}
     assert tasks["chest"].groupby("split").size().to_dict() == dict(pf.CHESTMNIST_COUNTS)
 

@@ -12,12 +12,13 @@ ChestMNIST     ChestX-ray14 (112,120 films, 14 findings) at  Module III on the 7
 MedNIST        64 px JPEGs: CXR, Hand (X-rays) and           Modules I-II (chest, hand);
 (MONAI)        AbdomenCT, BreastMRI, ChestCT, HeadCT,        CT / MRI = hard "not X-ray"
                CC BY-SA 4.0                                  negatives (beyond the paper)
-FracAtlas      4,083 musculoskeletal films, CC BY 4.0       Modules I-II (hand, hip,
-                                                             shoulder)
+FracAtlas      4,083 musculoskeletal films, CC BY 4.0       Module I (all); Module II:
+                                                             the 250 films whose body part
+                                                             was reviewed (8 types)
 Imagenette     ImageNet photographs (10 classes)            Module I "not X-ray"
 =============  ===========================================  ===============================
 
-Module II covers four of the paper's 14 X-ray types (:data:`PUBLIC_XRAY_TYPES`); why the others
+Module II covers nine of the paper's 14 X-ray types (:data:`PUBLIC_XRAY_TYPES`); why the others
 are missing is in :data:`MISSING_XRAY_TYPES`.
 
 Downloads (:func:`fetch_public`) go through the project's one downloader
@@ -82,26 +83,24 @@ CHESTMNIST_LABELS: tuple[str, ...] = (
 MEDNIST_CLASSES: Mapping[str, tuple[bool, str]] = MappingProxyType({
     "AbdomenCT": (False, ""), "BreastMRI": (False, ""), "CXR": (True, "chest"),
     "ChestCT": (False, ""), "Hand": (True, "hand"), "HeadCT": (False, "")})
-#: FracAtlas ``dataset.csv`` region flag -> X-ray type.  ``leg`` is left out (see below).
-FRACATLAS_REGIONS: Mapping[str, str] = MappingProxyType(
-    {"hand": "hand", "hip": "hip", "shoulder": "shoulder"})
+#: FracAtlas ``dataset.csv`` region flags.  They are too coarse to name a Module II class (the
+#: ``hand`` flag covers forearms and elbows, ``leg`` knees, feet and ankles): a film's type
+#: comes from :data:`FRACATLAS_BODY_PARTS_CSV` (reviewed by eye) or stays unknown (Module I only).
+FRACATLAS_REGIONS: tuple[str, ...] = ("hand", "leg", "hip", "shoulder")
+#: The shipped table ``image_id,xray_type`` of the FracAtlas films whose body part was reviewed.
+FRACATLAS_BODY_PARTS_CSV = Path(__file__).with_name("fracatlas_body_parts.csv")
 FRACATLAS_COLUMNS: tuple[str, ...] = ("image_id", "hand", "leg", "hip", "shoulder", "mixed",
                                       "fractured")
-#: The X-ray types of Module II that the public sources cover.
-PUBLIC_XRAY_TYPES: tuple[str, ...] = ("hand", "hip", "shoulder", "chest")
+#: The X-ray types of Module II that the public sources cover (FracAtlas: its reviewed films).
+PUBLIC_XRAY_TYPES: tuple[str, ...] = ("elbow", "forearm", "hand", "knee", "foot", "ankle", "hip",
+                                      "shoulder", "chest")
 #: The other types of ``paper.XRAY_TYPES`` and why no public source gives them here.
 MISSING_XRAY_TYPES: Mapping[str, str] = MappingProxyType({
     "spine": "AASCE needs a SpineWeb registration; the open Fraiwan 2022 set (Mendeley) has no "
              "published checksum and an unverified licence",
-    "elbow": "MURA only (Stanford research-use agreement)",
     "finger": "MURA only (Stanford research-use agreement)",
-    "forearm": "MURA only (Stanford research-use agreement)",
     "wrist": "MURA needs an agreement; GRAZPEDWRI-DX is open but 15 GB with no file-level "
              "download link found",
-    "knee": "FracAtlas 'leg' films mix knee, ankle, foot and shank without a per-image part; "
-            "LERA needs an agreement; no direct link found for the open knee OA set",
-    "foot": "FracAtlas 'leg' films are not labelled by part; LERA needs an agreement",
-    "ankle": "FracAtlas 'leg' films are not labelled by part; LERA needs an agreement",
     "humerus": "MURA only (Stanford research-use agreement)",
     "dental": "the open panoramic sets are non-commercial (CC BY-NC 3.0 / CC BY-NC-SA 4.0) and "
               "publish no checksum",
@@ -705,12 +704,39 @@ def jpeg_complete(path: Path) -> bool:
         return False
 
 
-def fracatlas_images(root: Path, progress: bool = True) -> pd.DataFrame:
-    """FracAtlas rows: films with exactly one region among hand / hip / shoulder.
+def fracatlas_body_parts(path: str | os.PathLike = FRACATLAS_BODY_PARTS_CSV) -> dict[str, str]:
+    """``{image_id: xray_type}`` of the FracAtlas films whose body part was reviewed by eye.
 
-    Left out, counted in ``attrs["excluded"]``: ``leg`` films (knee, ankle, foot and shank
-    mixed, no part label), multi-region (``mixed``) films, images found in both class folders
-    (ambiguous), images missing from their folder, and truncated JPEGs.
+    The shipped table (250 films: knee 77, hand 55, foot 48, forearm 27, shoulder 21, hip 10,
+    elbow 8, ankle 4) comes from the project's review of single films; ``#`` lines are comments.
+    """
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, comment="#")
+    except (OSError, pd.errors.ParserError) as exc:
+        raise PublicDataError(f"FracAtlas body parts: cannot read {path} ({exc})") from exc
+    if list(table.columns) != ["image_id", "xray_type"]:
+        raise PublicDataError(f"FracAtlas body parts: {path} needs the columns image_id,xray_type; "
+                              f"found {list(table.columns)}")
+    bad = sorted(set(table["xray_type"]) - set(paper.XRAY_TYPES))
+    if bad or table["image_id"].duplicated().any():
+        raise PublicDataError(f"FracAtlas body parts: {path} has unknown type(s) {bad} or an image "
+                              f"listed twice; types must be among {paper.XRAY_TYPES}")
+    return dict(zip(table["image_id"].str.strip(), table["xray_type"].str.strip()))
+
+
+def fracatlas_images(root: Path, progress: bool = True,
+                     body_parts: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """FracAtlas rows: every readable film is an X-ray; its type only where it was reviewed.
+
+    ``body_parts`` (default: :func:`fracatlas_body_parts`, the shipped table) gives the type of
+    the reviewed films; every other film keeps an empty ``xray_type`` -- an X-ray of unknown
+    body part, which :func:`~xray_utils.data.manifests.task_manifests` puts in Module I only,
+    never in a Module II class (the dataset's own region flags are too coarse for that).
+    Left out, counted in ``attrs["excluded"]``: images found in both class folders (ambiguous),
+    images missing from their folder, and truncated JPEGs.  ``attrs["body_part"]`` counts the
+    films with a ``reviewed`` type and those of ``unknown`` type, and ``flag_disagrees`` the
+    reviewed films whose single region flag names another Module II type.
     """
     csv = root / "dataset.csv"
     if not csv.is_file():
@@ -720,21 +746,20 @@ def fracatlas_images(root: Path, progress: bool = True) -> pd.DataFrame:
     if missing:
         raise PublicDataError(f"FracAtlas: {csv} lacks the column(s) {missing}; found "
                               f"{list(table.columns)}")
-    regions = ("hand", "leg", "hip", "shoulder")
-    flags = table[list(regions)].apply(lambda c: c.str.strip() == "1")
+    parts = fracatlas_body_parts() if body_parts is None else dict(body_parts)
+    flags = table[list(FRACATLAS_REGIONS)].apply(lambda c: c.str.strip() == "1")
     single = (flags.sum(axis=1) == 1) & (table["mixed"].str.strip() != "1")
     region = flags.idxmax(axis=1).where(single, "mixed")
     folders = {d: {p.name for p in (root / "images" / d).glob("*")} if (root / "images" / d).is_dir()
                else set() for d in ("Fractured", "Non_fractured")}
     both = folders["Fractured"] & folders["Non_fractured"]
-    excluded = {"leg": 0, "mixed": 0, "in_both_folders": 0, "missing_file": 0, "truncated": 0}
+    excluded = {"in_both_folders": 0, "missing_file": 0, "truncated": 0}
+    counts = {"reviewed": 0, "unknown": 0, "flag_disagrees": 0}
     keep_paths, keep_types, keep_ids = [], [], []
     for image_id, reg, fractured in tqdm(list(zip(table["image_id"], region, table["fractured"])),
                                          desc="checking FracAtlas", unit="img",
                                          disable=not progress, leave=False):
-        if reg not in FRACATLAS_REGIONS:
-            excluded["leg" if reg == "leg" else "mixed"] += 1
-            continue
+        image_id = image_id.strip()
         if image_id in both:
             excluded["in_both_folders"] += 1
             continue
@@ -746,13 +771,40 @@ def fracatlas_images(root: Path, progress: bool = True) -> pd.DataFrame:
         if not jpeg_complete(path):
             excluded["truncated"] += 1
             continue
+        xray_type = parts.get(image_id, "")
+        counts["reviewed" if xray_type else "unknown"] += 1
+        if xray_type and reg in paper.XRAY_TYPES and reg != xray_type:
+            counts["flag_disagrees"] += 1
         keep_paths.append(str(path))
-        keep_types.append(FRACATLAS_REGIONS[reg])
+        keep_types.append(xray_type)
         keep_ids.append(f"fracatlas:{Path(image_id).stem}")
     out = _frame(keep_paths, is_xray="1", xray_type=keep_types, patient_id=keep_ids,
                  source="fracatlas")
     out.attrs["excluded"] = excluded
+    out.attrs["body_part"] = counts
     return out
+
+
+def type_counts(images: pd.DataFrame, tasks: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Films per X-ray type: Module II's count per split beside Table I, for the 14 types, and a
+    last row for the X-rays of unknown body part (in Module I only, in no Module II class).
+
+    ``images``: the image manifest; ``tasks``: its task manifests (``task_manifests``).
+    """
+    module_ii = tasks["xray_type"]
+    rows = {}
+    for t in paper.XRAY_TYPES:
+        sub = module_ii[module_ii["label"] == t]
+        rows[t] = {**{s: int((sub["split"] == s).sum()) for s in SPLITS}, "total": len(sub),
+                   "Table I": paper.TABLE_I[t],
+                   "sources": ", ".join(sorted(set(sub["source"]))) or MISSING_XRAY_TYPES.get(t, "")}
+    unknown = images[(images["is_xray"].astype(int) == 1) & (images["xray_type"] == "")]
+    in_i = set(tasks["xray_or_not"]["path"])
+    rows["(unknown body part: Module I only)"] = {
+        **{s: int(((unknown["split"] == s) & unknown["path"].isin(in_i)).sum()) for s in SPLITS},
+        "total": int(unknown["path"].isin(in_i).sum()), "Table I": "",
+        "sources": ", ".join(sorted(set(unknown["source"])))}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def imagenette_images(root: Path) -> pd.DataFrame:
@@ -811,7 +863,8 @@ def build_public_image_manifest(cache_dir: str | os.PathLike | None = None, seed
     * ChestMNIST at :func:`chestmnist_size_for` ``image_size``, on the npz's train/val/test
       split (Module III, and the chest films of Modules I-II);
     * MedNIST CXR (chest) and Hand (hand) X-rays; its CT / MRI slices as "not X-ray";
-    * FracAtlas hand, hip and shoulder films (:func:`fracatlas_images` says what is left out);
+    * FracAtlas films: the reviewed ones with their body part, the others as X-rays of unknown
+      type for Module I only (:func:`fracatlas_images` says what is left out);
     * Imagenette photographs ("not X-ray").
 
     Rows without a split get a seeded patient-wise 70/20/10 one, stratified by X-ray type.
@@ -840,6 +893,7 @@ def build_public_image_manifest(cache_dir: str | os.PathLike | None = None, seed
         elif spec.dataset == "fracatlas":
             frames.append(fracatlas_images(roots[name], progress))
             excluded["fracatlas"] = frames[-1].attrs.get("excluded", {})
+            excluded["fracatlas_body_part"] = frames[-1].attrs.get("body_part", {})
         elif spec.dataset == "imagenette":
             frames.append(imagenette_images(roots[name]))
     images = pd.concat(frames, ignore_index=True)[list(IMAGE_COLUMNS)]

@@ -107,16 +107,57 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict[str, Any],
     return NotebookRun(notebook, executed, time.time() - started)
 
 
+#: Training notebooks by their number: the task whose settings they build.
+_TRAINING_TASKS = {"01": "xray_or_not", "02": "xray_type", "03": "chest"}
+_ASSIGNED = re.compile(r"^([A-Z][A-Z0-9_]*)\s*=", re.MULTILINE)
+
+
+def notebook_parameters(notebook: Path) -> set[str]:
+    """Names assigned in a notebook's ``parameters`` cell (what ``-p`` can set there)."""
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    for cell in nb.get("cells", []):
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            return set(_ASSIGNED.findall("".join(cell.get("source", []))))
+    return set()
+
+
+def check_parameters(profile: str, notebooks: Sequence[Path], parameters: dict[str, Any]) -> None:
+    """Refuse, before any notebook starts, a ``-p`` that no selected notebook declares (it would
+    be ignored) and any setting whose name, type or range :func:`settings` rejects."""
+    import difflib
+
+    from xray_utils.config.profiles import SettingsError, known_keys, settings
+
+    declared = {nb.name: notebook_parameters(nb) for nb in notebooks}
+    every = set().union(*declared.values()) if declared else set()
+    for key in parameters:
+        if key != "PROFILE" and key not in every:
+            close = difflib.get_close_matches(key, sorted(every), n=3, cutoff=0.6)
+            raise SettingsError(
+                f"-p {key}: no selected notebook has this parameter, so it would be ignored"
+                + (f"; did you mean {', '.join(close)}?" if close else "")
+                + f" Parameters of {', '.join(declared)}: {', '.join(sorted(every))}")
+    keys = known_keys()
+    for nb, names in declared.items():
+        given = {k: v for k, v in parameters.items() if k in names and k in keys and k != "PROFILE"}
+        settings(profile, _TRAINING_TASKS.get(nb[:2]), **given)
+
+
 def run_all(profile: str = "demo", only: Iterable[str] | None = None,
             parameters: dict[str, Any] | None = None, notebooks_dir: Path = NOTEBOOKS_DIR,
             out_dir: Path | None = None, echo=print) -> list[NotebookRun]:
-    """Execute the selected notebooks in order; stops at the first failure (raises)."""
+    """Execute the selected notebooks in order; stops at the first failure (raises).
+
+    Every ``-p`` is checked first (:func:`check_parameters`): nothing runs when one is unknown
+    or has a value the settings refuse."""
     params = {"PROFILE": profile, **(parameters or {})}
     paths = project_paths(profile, params.get("DATA_DIR"), params.get("RUN_DIR"),
                           params.get("FIGURES_DIR"))
     out_dir = out_dir or paths.notebooks_out_dir
+    selected = select_notebooks(list_notebooks(notebooks_dir), only)
+    check_parameters(profile, selected, params)
     runs = []
-    for nb in select_notebooks(list_notebooks(notebooks_dir), only):
+    for nb in selected:
         echo(f"▶ {nb.name} (profile {profile}) ...", flush=True)
         run = run_notebook(nb, out_dir, params)
         echo(f"  ✓ {nb.name}: {run.seconds:.1f} s -> {run.executed}", flush=True)
@@ -128,11 +169,16 @@ def run_all(profile: str = "demo", only: Iterable[str] | None = None,
 
 def main(args) -> int:
     """Entry point of ``python -m xray_utils run``."""
+    from xray_utils.config.profiles import SettingsError
+
     params = {key: parse_value(value) for key, value in (args.param or [])}
     try:
         run_all(args.profile, args.only, params,
                 notebooks_dir=Path(args.notebooks) if args.notebooks else NOTEBOOKS_DIR,
                 out_dir=Path(args.out) if args.out else None)
+    except SettingsError as exc:
+        print(f"✗ refused before running: {exc}", file=sys.stderr)
+        return 2
     except NotebookFailed as exc:
         print(f"✗ FAILED: {exc}", file=sys.stderr)
         return 1

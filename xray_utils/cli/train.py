@@ -10,13 +10,18 @@ def main(args) -> int:
     """``python -m xray_utils train TASK``: one training outside the notebooks (e.g. multi-GPU)."""
     from xray_utils.cli.run import parse_value
     from xray_utils.config.paths import project_paths
-    from xray_utils.config.profiles import settings
-    from xray_utils.train.training import train_task
+    from xray_utils.config.profiles import SettingsError, settings
 
     overrides = {k: parse_value(v) for k, v in (args.param or [])}
-    paths = project_paths(args.profile, overrides.pop("DATA_DIR", None),
-                          overrides.pop("RUN_DIR", None), overrides.pop("FIGURES_DIR", None)).ensure()
-    cfg = settings(args.profile, args.task, **overrides)
+    folders = [overrides.pop(k, None) for k in ("DATA_DIR", "RUN_DIR", "FIGURES_DIR")]
+    try:  # every setting checked before any data, cache or model work
+        cfg = settings(args.profile, args.task, **overrides)
+    except SettingsError as exc:
+        print(f"refused: {exc}")
+        return 2
+    from xray_utils.train.training import train_task
+
+    paths = project_paths(args.profile, *folders).ensure()
     manifest = paths.manifest(args.task)
     if not manifest.is_file():
         print(f"task manifest not found: {manifest}. Run notebook 00 first "

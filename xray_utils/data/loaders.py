@@ -43,11 +43,12 @@ class CachedImageDataset(Dataset):
     (see :func:`augment`)."""
 
     def __init__(self, images: np.ndarray, targets: np.ndarray, train: bool = False,
-                 seed: int = 0) -> None:
+                 seed: int = 0, augment: str = "flip_crop") -> None:
         self.images = images
         self.targets = targets
         self.train = train
         self.seed = seed
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -61,8 +62,8 @@ class CachedImageDataset(Dataset):
         idx = np.asarray(indices, dtype=np.int64)
         order = np.argsort(idx)  # a memmap reads sorted indices fastest; restore the order after
         imgs = np.asarray(self.images[idx[order]])[np.argsort(order)]
-        if self.train:
-            imgs = np.stack([augment(im) for im in imgs])
+        if self.train and self.augment != "none":
+            imgs = np.stack([augment(im, self.augment) for im in imgs])
         return {"features": to_model_input(imgs), "targets": torch.as_tensor(self.targets[idx])}
 
 
@@ -71,16 +72,21 @@ def pass_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return batch
 
 
-def augment(img: np.ndarray) -> np.ndarray:
-    """Random horizontal flip and a random crop of 85-100 % resized back (torch RNG, seeded).
+def augment(img: np.ndarray, mode: str = "flip_crop") -> np.ndarray:
+    """``flip_crop`` (ours): random horizontal flip and a random crop of 85-100 % resized back;
+    ``hv_flip`` (the authors' code): random horizontal and vertical flips (torch RNG, seeded).
 
     Geometric only: photometric augmentation did not help transfer to real films, and the
     per-image standardisation already removes exposure differences.
     """
     import cv2
 
+    if mode not in ("flip_crop", "hv_flip"):
+        raise ValueError(f"unknown augmentation {mode!r}; expected flip_crop, hv_flip or none")
     if torch.rand(()) < 0.5:
         img = img[:, ::-1]
+    if mode == "hv_flip":
+        return np.ascontiguousarray(img[::-1] if torch.rand(()) < 0.5 else img)
     h, w = img.shape
     scale = 0.85 + 0.15 * torch.rand(()).item()
     ch, cw = max(8, int(h * scale)), max(8, int(w * scale))
@@ -113,8 +119,9 @@ def load_split_arrays(manifest: pd.DataFrame, task: str, image_size: int, cache_
 def make_loaders(manifest_csv: str | Path, task: str, image_size: int, batch_size: int,
                  cache_dir: str | Path, num_workers: int = 0, seed: int = 0,
                  max_train: int | None = None, splits: Sequence[str] = ("train", "val"),
-                 pin_memory: bool = False) -> "OrderedDict[str, DataLoader]":
-    """Catalyst loaders (``train``, ``valid``[, ``test``]) of a task manifest, via the cache."""
+                 pin_memory: bool = False, augment: str = "flip_crop") -> "OrderedDict[str, DataLoader]":
+    """Catalyst loaders (``train``, ``valid``[, ``test``]) of a task manifest, via the cache;
+    ``augment`` (the ``AUGMENT`` setting) is applied to the training split only."""
     manifest = read_task_manifest(manifest_csv)
     loaders: "OrderedDict[str, DataLoader]" = OrderedDict()
     for split in splits:
@@ -124,7 +131,7 @@ def make_loaders(manifest_csv: str | Path, task: str, image_size: int, batch_siz
         train = split == "train"
         generator = torch.Generator().manual_seed(seed)
         loaders[LOADER_NAMES[split]] = DataLoader(
-            CachedImageDataset(images, targets, train=train, seed=seed),
+            CachedImageDataset(images, targets, train=train, seed=seed, augment=augment),
             batch_size=batch_size, shuffle=train, num_workers=num_workers, collate_fn=pass_batch,
             generator=generator, drop_last=train and len(targets) > batch_size,
             pin_memory=pin_memory, persistent_workers=num_workers > 0)

@@ -52,6 +52,34 @@ warnings.filterwarnings("ignore", message="The `TPU` of", category=FutureWarning
 warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True",
                         category=UserWarning)
 
+class PosWeightBCE(torch.nn.Module):
+    """``BCEWithLogitsLoss`` with a per-finding ``pos_weight`` that follows the logits' device."""
+
+    def __init__(self, pos_weight) -> None:
+        super().__init__()
+        self.register_buffer("pos_weight", torch.as_tensor(pos_weight, dtype=torch.float32))
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, targets, pos_weight=self.pos_weight.to(logits.device, logits.dtype))
+
+
+def make_criterion(cfg: Mapping[str, Any], task: str) -> torch.nn.Module:
+    """The loss ``cfg["LOSS"]`` names: ``cross_entropy`` (Modules I-II), ``bce`` (Module III, the
+    paper) or ``bce_pos_weight`` (Module III, the authors' code: :data:`paper.AUTHORS_POS_WEIGHT`)."""
+    from xray_utils.config.profiles import LOSSES
+
+    loss = str(cfg.get("LOSS") or paper.HYPERPARAMETERS[task]["loss"]).lower()
+    if loss not in LOSSES[task]:
+        raise ValueError(f"LOSS {cfg.get('LOSS')!r} is not implemented for {task}; choose one of "
+                         f"{', '.join(LOSSES[task])}")
+    if loss == "cross_entropy":
+        return torch.nn.CrossEntropyLoss()
+    if loss == "bce":
+        return torch.nn.BCEWithLogitsLoss()
+    return PosWeightBCE(paper.AUTHORS_POS_WEIGHT)
+
+
 #: Settings that must match for a saved state to be resumed (EPOCHS may grow, except under the
 #: one-cycle schedule, which spans the planned epochs).
 _RESUME_KEYS = ("TASK", "IMAGE_SIZE", "BATCH_SIZE", "LR", "OPTIMIZER", "WEIGHT_DECAY", "SEED",
@@ -347,6 +375,9 @@ def train_task(task: str, manifest_csv: str | Path, paths: ProjectPaths,
     """Train (or resume, or reuse) one module; returns where the best checkpoint is."""
     cfg = dict(cfg)
     cfg["TASK"] = task
+    if str(cfg.get("NORMALIZE", "per_image")) != "per_image":
+        raise ValueError(f"NORMALIZE {cfg['NORMALIZE']!r} is not implemented; the models read one "
+                         "grayscale channel standardised per image (NORMALIZE per_image)")
     seed = int(cfg.get("SEED", 0))
     seed_everything(seed)
     device = device_of(cfg)
@@ -358,7 +389,8 @@ def train_task(task: str, manifest_csv: str | Path, paths: ProjectPaths,
     folder.mkdir(parents=True, exist_ok=True)
     loaders = make_loaders(manifest_csv, task, int(cfg["IMAGE_SIZE"]), int(cfg["BATCH_SIZE"]),
                            paths.cache_dir, num_workers=int(cfg.get("NUM_WORKERS", 0)), seed=seed,
-                           max_train=cfg.get("MAX_TRAIN"), pin_memory=on_gpu)
+                           max_train=cfg.get("MAX_TRAIN"), pin_memory=on_gpu,
+                           augment=str(cfg.get("AUGMENT", "flip_crop")))
     model = build_model(task, pretrained=bool(cfg.get("PRETRAINED")),
                         allow_fallback=bool(cfg.get("ALLOW_PRETRAINED_FALLBACK", False)))
     source = init_source(cfg, paths)
@@ -373,8 +405,7 @@ def train_task(task: str, manifest_csv: str | Path, paths: ProjectPaths,
     # with DISTRIBUTED = N, each process takes every N-th batch
     steps = math.ceil(len(loaders["train"]) / max(1, int(cfg.get("DISTRIBUTED") or 1)))
     scheduler = make_scheduler(cfg, optimizer, steps_per_epoch=steps)
-    criterion = (torch.nn.BCEWithLogitsLoss() if paper.is_multilabel(task)
-                 else torch.nn.CrossEntropyLoss())
+    criterion = make_criterion(cfg, task)
     monitor, minimize = monitor_metric(task)
     ckpt = ResumableCheckpointCallback(folder, task, cfg, monitor, minimize)
     callbacks = [
@@ -420,22 +451,74 @@ def initial_weights(cfg: Mapping[str, Any]) -> str:
     return "ImageNet" if cfg.get("PRETRAINED") else "random"
 
 
+def _fmt(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def _loss_text(loss: Any) -> str:
+    if str(loss) == "bce_pos_weight":
+        return f"bce_pos_weight {tuple(int(w) for w in paper.AUTHORS_POS_WEIGHT)}"
+    return str(loss)
+
+
+#: What ``describe_settings`` lists: (setting name, label, how to show the value).
+_DESCRIBED: tuple[tuple[str, str], ...] = (
+    ("OPTIMIZER", "optimizer"), ("LR", "learning rate"), ("BETAS", "betas"),
+    ("WEIGHT_DECAY", "weight decay"), ("SCHEDULER", "scheduler"), ("EPOCHS", "epochs"),
+    ("LOSS", "loss"), ("PRETRAINED", "initial weights"), ("IMAGE_SIZE", "image size (px)"),
+    ("BATCH_SIZE", "batch size"), ("AUGMENT", "augmentation (training)"),
+    ("NORMALIZE", "normalisation"), ("SEED", "seed"), ("AMP", "mixed precision"),
+    ("MAX_TRAIN", "training images"), ("DEVICE", "device"),
+)
+
+
 def describe_settings(cfg: Mapping[str, Any], task: str) -> pd.DataFrame:
-    """This run's settings beside the paper's (Section III), marking the differences."""
-    hp = paper.HYPERPARAMETERS[task]
-    rows = [
-        ("optimizer", cfg["OPTIMIZER"], hp["optimizer"]),
-        ("learning rate", cfg["LR"], hp["lr"]),
-        ("betas", tuple(cfg["BETAS"]), tuple(hp["betas"])),
-        ("weight decay", cfg["WEIGHT_DECAY"], hp["weight_decay"]),
-        ("scheduler", dict(cfg["SCHEDULER"]), hp["scheduler"]),
-        ("epochs", cfg["EPOCHS"], hp["epochs"]),
-        ("loss", cfg["LOSS"], hp["loss"]),
-        ("initial weights", initial_weights(cfg), "ImageNet" if hp["pretrained"] else "random"),
-        ("image size", cfg["IMAGE_SIZE"], hp["image_size"]),
-        ("batch size", cfg["BATCH_SIZE"], "not stated"),
-        ("training images", cfg.get("MAX_TRAIN") or "all", "all"),
-    ]
-    df = pd.DataFrame(rows, columns=["setting", f"this run ({cfg['PROFILE']})", "paper"])
-    df["same"] = [str(a) == str(b) for _, a, b in rows]
-    return df.set_index("setting")
+    """This run's settings beside the chosen recipe's (``cfg["RECIPE"]``), each with its source.
+
+    One row per setting the training uses.  ``source``: where this run's value comes from --
+    ``paper`` (the preprint), ``published`` (EMBC 2020), ``authors' code``, ``our assumption``
+    (the paper is silent), ``our addition`` / ``our choice`` (not in the paper), the demo
+    profile's own value, or ``override (-p)``.  ``recipe``: the recipe's value; ``same``:
+    whether this run follows it.
+    """
+    from xray_utils.config.profiles import PROFILE_SOURCES, RUN_SOURCES, settings
+
+    profile = str(cfg.get("PROFILE", "full"))
+    name = str(cfg.get("RECIPE") or paper.DEFAULT_RECIPE)
+    ref = paper.recipe(name, task)
+    default = settings(profile, task, RECIPE=name)
+    rows = []
+    for key, label in _DESCRIBED:
+        value = cfg.get(key)
+        if key == "PRETRAINED":
+            shown = initial_weights(cfg)
+            ref_shown = "ImageNet" if ref[key][0] else "random (from scratch)"
+            shown = "random (from scratch)" if shown == "random" else shown
+        elif key == "LOSS":
+            shown, ref_shown = _loss_text(value), _loss_text(ref[key][0])
+        elif key == "MAX_TRAIN":
+            shown, ref_shown = (value or "all"), "all"
+        else:
+            shown = _fmt(tuple(value) if key == "BETAS" else value)
+            ref_shown = _fmt(ref[key][0]) if key in ref else "not stated"
+        is_default = _fmt(value) == _fmt(default.get(key)) and (
+            key != "PRETRAINED" or _init_from(cfg) == _init_from(default))
+        if not is_default:
+            source = "override (-p)"
+        elif key in PROFILE_SOURCES.get(profile, {}):
+            source = PROFILE_SOURCES[profile][key]
+        elif profile == "demo" and key in ref and _fmt(value) != _fmt(ref[key][0]):
+            source = "demo profile (fast CPU setting)"
+        elif key == "PRETRAINED" and _init_from(cfg) is not None:
+            source = paper.SOURCE_ADDITION + " (transfer from another module)"
+        elif key in ref:
+            source = ref[key][1]
+        else:
+            source = RUN_SOURCES.get(key, paper.SOURCE_ADDITION)
+        in_recipe = key in ref or key == "MAX_TRAIN"
+        rows.append((label, shown, source, ref_shown if in_recipe else "(not part of a recipe)",
+                     str(shown) == str(ref_shown) if in_recipe else True))
+    columns = ["setting", f"this run ({profile})", "source", f"recipe: {name}", "same"]
+    return pd.DataFrame(rows, columns=columns).set_index("setting")

@@ -1,0 +1,163 @@
+"""The three recipes (paper / published / authors' code), the settings table and the up-front
+checks of every setting: nothing shown is ignored, nothing unsupported is accepted."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from xray_utils.cli.run import check_parameters, list_notebooks, notebook_parameters
+from xray_utils.config import paper
+from xray_utils.config.profiles import SettingsError, settings
+from xray_utils.train.training import PosWeightBCE, describe_settings, make_criterion
+
+SOURCES = {"paper", "published", "authors' code", "our assumption", "our addition", "our choice"}
+
+
+@pytest.mark.parametrize("recipe", paper.RECIPES)
+@pytest.mark.parametrize("task", paper.TASKS)
+def test_every_setting_of_every_recipe_has_its_source(recipe, task):
+    cfg = settings("full", task, RECIPE=recipe)
+    table = describe_settings(cfg, task)
+    assert table["source"].map(lambda s: s.split(" (")[0] in SOURCES).all(), table["source"]
+    assert table["same"].all()  # the full profile follows its recipe
+    for key, (value, source) in paper.recipe(recipe, task).items():
+        expected = tuple(value) if key == "BETAS" else value
+        assert cfg[key] == expected, key
+        assert source.split(" (")[0] in SOURCES
+    labels = set(table.index)
+    for shown in ("augmentation (training)", "normalisation", "mixed precision", "batch size",
+                  "image size (px)", "initial weights", "loss", "scheduler", "epochs"):
+        assert shown in labels
+
+
+def test_the_recipes_differ_where_the_sources_do():
+    paper_, published, authors = (settings("full", "chest", RECIPE=r) for r in paper.RECIPES)
+    assert (paper_["EPOCHS"], published["EPOCHS"], authors["EPOCHS"]) == (15, 20, 20)
+    assert authors["SCHEDULER"] == {"name": "ReduceLROnPlateau", "mode": "min", "factor": 0.25,
+                                    "patience": 2}
+    assert (authors["BATCH_SIZE"], authors["IMAGE_SIZE"], authors["AUGMENT"], authors["LOSS"]) == (
+        64, 256, "hv_flip", "bce_pos_weight")
+    assert paper_["LOSS"] == published["LOSS"] == "bce"
+    # Modules I-II: the authors released chest code only; every recipe follows the preprint there
+    for r in paper.RECIPES:
+        assert settings("full", "xray_type", RECIPE=r)["EPOCHS"] == 10
+    table = describe_settings(authors, "chest")
+    assert table.loc["epochs", "source"] == "authors' code"
+    assert table.loc["normalisation", "source"].startswith("our choice")
+    assert describe_settings(published, "chest").loc["epochs", "source"] == "published"
+    modules_i = describe_settings(settings("full", "xray_or_not"), "xray_or_not")
+    assert modules_i.loc["initial weights", "source"] == "our assumption"  # "from scratch"
+    assert modules_i.loc["initial weights"].iloc[0] == "random (from scratch)"
+
+
+def test_demo_keeps_its_settings_and_reports_the_paper_as_reference():
+    cfg = settings("demo", "chest")
+    assert cfg["RECIPE"] == "paper" and cfg["EPOCHS"] == 4
+    table = describe_settings(cfg, "chest")
+    assert table.loc["epochs", "source"].startswith("demo profile")
+    assert table.loc["epochs", "recipe: paper"] == "15" and not table.loc["epochs", "same"]
+    over = describe_settings(settings("full", "chest", EPOCHS=2), "chest")
+    assert over.loc["epochs", "source"] == "override (-p)" and not over.loc["epochs", "same"]
+
+
+def test_loss_setting_changes_the_criterion_or_is_refused():
+    logits, targets = torch.zeros(4, 14), torch.ones(4, 14)
+    plain = make_criterion(settings("full", "chest"), "chest")
+    weighted = make_criterion(settings("full", "chest", LOSS="bce_pos_weight"), "chest")
+    assert isinstance(weighted, PosWeightBCE)
+    ratio = (weighted(logits, targets) / plain(logits, targets)).item()
+    assert ratio == pytest.approx(sum(paper.AUTHORS_POS_WEIGHT) / 14)
+    assert isinstance(make_criterion(settings("full", "xray_type"), "xray_type"), torch.nn.CrossEntropyLoss)
+    with pytest.raises(SettingsError, match=r"LOSS 'focal' is not supported; choose one of bce, bce_pos_w"):
+        settings("full", "chest", LOSS="focal")
+    with pytest.raises(SettingsError, match="LOSS 'bce' is not supported; choose one of cross_entropy"):
+        settings("full", "xray_type", LOSS="bce")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"EPOCH": 3}, r"unknown setting 'EPOCH'; did you mean EPOCHS\?"),
+    ({"IMAGE_SZE": 64}, r"did you mean IMAGE_SIZE"),
+    ({"EPOCHS": 0}, r"EPOCHS must be an integer >= 1; got 0"),
+    ({"EPOCHS": "two"}, r"EPOCHS must be an integer"),
+    ({"BATCH_SIZE": 0}, r"BATCH_SIZE must be an integer >= 1"),
+    ({"IMAGE_SIZE": 16}, r"IMAGE_SIZE must be an integer >= 32"),
+    ({"IMAGE_SIZE": 100}, r"IMAGE_SIZE must be a multiple of 8"),
+    ({"LR": 0}, r"LR must be a number > 0"),
+    ({"DEVICE": "gpu"}, r"DEVICE must be auto, cpu, cuda or cuda:N"),
+    ({"NORMALIZE": "imagenet"}, r"ImageNet mean/std .* not implemented"),
+    ({"AUGMENT": "mixup"}, r"AUGMENT 'mixup' is not supported"),
+    ({"RECIPE": "chexnet"}, r"RECIPE 'chexnet' is not supported; choose one of paper, published, auth"),
+    ({"OPTIMIZER": "SGD"}, r"OPTIMIZER 'SGD' is not supported"),
+    ({"SCHEDULER": {"name": "StepLR"}}, r"SCHEDULER name 'StepLR' is not supported"),
+    ({"AMP": "yes"}, r"AMP must be True or False"),
+    ({"MAX_TRAIN": -1}, r"MAX_TRAIN must be an integer >= 0"),
+])
+@pytest.mark.parametrize("profile", ["demo", "full"])
+def test_bad_settings_are_refused_up_front(profile, overrides, message):
+    with pytest.raises(SettingsError, match=message):
+        settings(profile, "chest", **overrides)
+
+
+def test_cuda_without_a_gpu_is_an_error():
+    if torch.cuda.is_available():
+        assert settings("full", "chest", DEVICE="cuda")["DEVICE"] == "cuda"
+        with pytest.raises(SettingsError, match="GPU"):
+            settings("full", "chest", DEVICE=f"cuda:{torch.cuda.device_count()}")
+    else:
+        with pytest.raises(SettingsError, match="no CUDA GPU is available"):
+            settings("full", "chest", DEVICE="cuda")
+    assert settings("full", "chest", DEVICE="CPU")["DEVICE"] == "cpu"
+
+
+def test_tiny_settings_are_accepted():
+    for profile in ("demo", "public", "full"):
+        for task in paper.TASKS:
+            cfg = settings(profile, task, EPOCHS=2, MAX_TRAIN=64)
+            assert (cfg["EPOCHS"], cfg["MAX_TRAIN"]) == (2, 64)
+    assert settings("full", "chest", BETAS=[0.8, 0.99])["BETAS"] == (0.8, 0.99)
+
+
+def test_notebook_runner_refuses_before_running(tmp_path):
+    notebooks = list_notebooks()
+    training = [nb for nb in notebooks if nb.name.startswith(("01", "02", "03"))]
+    assert {"EPOCHS", "MAX_TRAIN", "IMAGE_SIZE"} <= notebook_parameters(training[0])
+    check_parameters("demo", training, {"EPOCHS": 2, "MAX_TRAIN": 64})
+    with pytest.raises(SettingsError, match="EPOCHS must be an integer >= 1"):
+        check_parameters("demo", training, {"EPOCHS": 0})
+    with pytest.raises(SettingsError, match=r"-p EPOCH: no selected notebook .* did you mean EPOCHS"):
+        check_parameters("demo", training, {"EPOCH": 2})
+    undeclared = {"LOSS", "RECIPE"} - set().union(*(notebook_parameters(nb) for nb in training))
+    for key in undeclared:  # a setting no notebook passes on would be silently ignored: refused
+        with pytest.raises(SettingsError, match=f"-p {key}: no selected notebook"):
+            check_parameters("full", training, {key: "bce"})
+
+
+def test_train_command_refuses_bad_settings_before_any_work(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from xray_utils.cli.train import main
+
+    args = SimpleNamespace(task="chest", profile="demo",
+                           param=[["RUN_DIR", json.dumps(str(tmp_path / "run"))], ["LOSS", "focal"]])
+    assert main(args) == 2
+    assert "LOSS 'focal' is not supported" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists()
+
+
+def test_augment_setting_changes_the_training_images():
+    import numpy as np
+
+    from xray_utils.data.loaders import augment
+
+    img = np.arange(64 * 64, dtype=np.uint8).reshape(64, 64)
+    torch.manual_seed(0)
+    flips = [augment(img, "hv_flip") for _ in range(40)]
+    variants = {(bool((f == img[::-1]).all()), bool((f == img[:, ::-1]).all()),
+                 bool((f == img[::-1, ::-1]).all()), bool((f == img).all())) for f in flips}
+    assert all(any(v) for v in variants) and len(variants) == 4  # only flips, all four kinds
+    crops = [augment(img, "flip_crop") for _ in range(10)]
+    assert any(not any((c == x).all() for x in (img, img[:, ::-1])) for c in crops)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        augment(img, "mixup")

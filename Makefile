@@ -1,12 +1,14 @@
 # The two commands of the README:
 #   make demo   set up (once) and run every notebook in the demo profile
 #   make test   set up (once) and run the test suite (unit tests + every notebook, demo profile)
+# and: make app (the diagnosis app on 127.0.0.1:8866), make browser-test (Chromium against
+# JupyterLab and the app; needs /usr/bin/chromium: apt-get install -y chromium)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup clean-run figures
+.PHONY: demo test setup clean-run figures app browser-test
 
 setup: $(STAMP)
 
@@ -23,6 +25,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+app: $(STAMP)
+	$(BIN)/python -m xray_utils app
+
+browser-test: $(STAMP)
+	$(BIN)/python -m pytest -m browser tests/browser
 
 clean-run:
 	rm -rf runs/demo

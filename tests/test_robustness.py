@@ -100,3 +100,237 @@ def test_deflate_bomb_through_the_command_line_stays_small(tmp_path):
                            "--device", "cpu", str(bomb)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 1, proc.stderr
     assert "inflates to more than" in proc.stdout
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    from bad_files import write_tiny_checkpoints
+
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("ckpt") / "checkpoints")
+
+
+def _copy(ckpts, dest):
+    import shutil
+
+    shutil.copytree(ckpts, dest)
+    return dest
+
+
+def _film(tmp_path, name="film.png", size=64):
+    from PIL import Image
+
+    path = tmp_path / name
+    Image.fromarray((np.add.outer(np.arange(size), np.arange(size)) % 256).astype(np.uint8)).save(path)
+    return path
+
+
+def test_checkpoint_carries_sha256_and_same_mode(ckpts):
+    import json
+
+    from xray_utils.models import file_sha256
+
+    meta = json.loads((ckpts / "chest" / "best.json").read_text())
+    weights = ckpts / "chest" / "best.safetensors"
+    assert meta["weights_sha256"] == file_sha256(weights)
+    assert (weights.stat().st_mode & 0o777) == ((ckpts / "chest" / "best.json").stat().st_mode & 0o777)
+
+
+@pytest.mark.parametrize("edit,words", [
+    ({"image_size": 7}, "image_size is 7"), ({"image_size": 4096}, "image_size is 4096"),
+    ({"image_size": "64"}, "image_size is '64'"), ({"multilabel": False}, "multilabel is False"),
+    ({"task": "skull"}, "task is 'skull'"), ({"classes": ["a", "b"]}, "classes are"),
+    ({"weights_sha256": "0" * 64}, "sha256 differs"),
+])
+def test_bad_checkpoint_description_refused(ckpts, tmp_path, edit, words):
+    import json
+
+    from xray_utils.models import CheckpointInvalid, load_checkpoint
+
+    folder = _copy(ckpts, tmp_path / "c")
+    info = folder / "chest" / "best.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), **edit}))
+    with pytest.raises(CheckpointInvalid, match=words):
+        load_checkpoint(info)
+
+
+def test_flipped_bytes_and_nan_weights_refused(ckpts, tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from xray_utils.models import CheckpointInvalid, file_sha256, load_checkpoint
+
+    folder = _copy(ckpts, tmp_path / "c")
+    weights = folder / "xray_type" / "best.safetensors"
+    data = bytearray(weights.read_bytes())
+    for i in range(len(data) - 1000, len(data) - 1):
+        data[i] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointInvalid, match="sha256 differs"):
+        load_checkpoint(weights)
+    # NaN weights with a matching digest (as if saved so): refused for the values
+    weights = folder / "chest" / "best.safetensors"
+    state = load_file(str(weights))
+    state["classifier.weight"][0, 0] = float("nan")
+    save_file(state, str(weights))
+    info = folder / "chest" / "best.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "weights_sha256": file_sha256(weights)}))
+    with pytest.raises(CheckpointInvalid, match="NaN or infinite"):
+        load_checkpoint(info)
+
+
+def test_old_checkpoint_without_sha256_is_accepted_with_a_warning(ckpts, tmp_path):
+    import json
+
+    from xray_utils.models import load_checkpoint
+
+    folder = _copy(ckpts, tmp_path / "c")
+    info = folder / "chest" / "best.json"
+    meta = json.loads(info.read_text())
+    del meta["weights_sha256"]
+    info.write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="cannot be verified"):
+        load_checkpoint(info)
+
+
+def test_saving_nan_weights_is_refused(tmp_path):
+    import torch
+
+    from xray_utils.models import CheckpointInvalid, build_model, checkpoint_meta, save_checkpoint
+
+    model = build_model("xray_type")
+    with torch.no_grad():
+        model.classifier.bias[0] = float("inf")
+    with pytest.raises(CheckpointInvalid, match="diverged"):
+        save_checkpoint(model, tmp_path / "best", checkpoint_meta("xray_type", 32))
+    assert not list(tmp_path.iterdir())
+
+
+def test_bad_checkpoint_is_exit_2_before_any_file_is_read(ckpts, tmp_path, capsys):
+    import json
+
+    from xray_utils.cli.diagnose import main
+
+    folder = _copy(ckpts, tmp_path / "c")
+    info = folder / "xray_or_not" / "best.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "image_size": 0}))
+    assert main(["--checkpoints", str(folder), "--json", str(tmp_path / "missing.png")]) == 2
+    out, err = capsys.readouterr()
+    assert "image_size is 0" in err and "missing.png" not in out + err
+
+
+# --------------------------------------------------------------------------- diagnose() inputs
+
+
+def test_any_input_type_gives_a_per_item_error(ckpts, tmp_path):
+    from PIL import Image
+
+    from xray_utils.diagnose.diagnoser import Diagnoser
+
+    good = _film(tmp_path)
+    items = [np.zeros((64, 64), complex), np.zeros((64, 64), bool), np.array([["a"] * 64] * 64),
+             np.empty((64, 64), object), Image.new("L", (0, 0)), np.zeros((0, 0)), 3.5, None,
+             {"x": 1}, b"\xff\xfename.png", "nul\x00.png", np.full((64, 64), np.nan), good]
+    results = Diagnoser(ckpts, device="cpu").diagnose(items, heatmaps=False)
+    assert len(results) == len(items)
+    ok = [d.ok for d in results]
+    assert ok[1] and ok[-1] and ok[-2]  # bool image, NaN image (-> zeros) and the film
+    assert not any(ok[i] for i in (0, 2, 3, 4, 5, 6, 7, 8, 9, 10))
+    assert all(d.error for d in results if not d.ok)
+    assert "\\xff" in results[9].file  # a byte name is reported, escaped
+
+
+def test_non_finite_outputs_are_refused_per_image(ckpts, tmp_path):
+    import torch
+
+    from xray_utils.diagnose.diagnoser import Diagnoser
+
+    diagnoser = Diagnoser(ckpts, device="cpu")
+    with torch.no_grad():  # a model that gives NaN for bright images only
+        model = diagnoser.models["xray_or_not"]
+        old = model.forward
+
+        def forward(x):
+            out = old(x)
+            return torch.where(x.flatten(1).amax(1, keepdim=True) > 3, out * float("nan"), out)
+        model.forward = forward
+    flat = np.full((64, 64), 100, np.uint8)
+    spike = flat.copy()
+    spike[0, 0] = 255
+    results = diagnoser.diagnose([flat, spike], heatmaps=False)
+    assert results[0].ok and not results[1].ok and "non-finite" in results[1].error
+    import json
+
+    json.dumps([d.to_json() for d in results], allow_nan=False)
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_cli_names_exit_codes_and_long_names(ckpts, tmp_path, capsys):
+    import json
+
+    from xray_utils.cli.diagnose import main
+
+    good = _film(tmp_path, "x" * 240 + ".png")
+    weird = _film(tmp_path, "film.png")
+    weird_name = os.fsencode(str(tmp_path)) + b"/f\xff\xfe.png"
+    os.rename(weird, weird_name)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    heat = tmp_path / "heat"
+    code = main(["--checkpoints", str(ckpts), "--json", "--heatmap-dir", str(heat), "--device", "cpu",
+                 str(good), os.fsdecode(weird_name), str(fifo), "/dev/zero"])
+    out, err = capsys.readouterr()
+    records = json.loads(out)
+    assert code == 1 and len(records) == 4
+    assert records[0]["ok"] and records[1]["ok"] and "\\xff" in records[1]["file"]
+    assert "named pipe" in records[2]["error"] and "device" in records[3]["error"]
+    assert all(len(p.name) < 120 for p in heat.iterdir()) and len(list(heat.iterdir())) == 6
+    assert main(["--checkpoints", str(ckpts), "--device", "cpu", str(good)]) == 0
+    assert main(["--checkpoints", str(ckpts), "--device", "mps", str(good)]) == 2
+    assert "mps" in capsys.readouterr().err
+
+
+def test_cli_crash_is_exit_3_with_a_message(ckpts, tmp_path, capsys, monkeypatch):
+    import json
+
+    from xray_utils.cli.diagnose import main
+    from xray_utils.diagnose import diagnoser
+
+    def boom(self, *a, **k):
+        raise RuntimeError("simulated failure")
+    monkeypatch.setattr(diagnoser.Diagnoser, "_run_models", boom)
+    code = main(["--checkpoints", str(ckpts), "--json", "--device", "cpu", str(_film(tmp_path))])
+    out, err = capsys.readouterr()
+    assert code == 3 and "simulated failure" in err
+    assert json.loads(out) == []  # the JSON is still closed
+
+
+def test_cli_strict_ascii_terminal_keeps_the_report(ckpts, tmp_path):
+    film = _film(tmp_path, "röntgen_ü.png")
+    env = {**os.environ, "PYTHONIOENCODING": "ascii:strict", "LC_ALL": "C"}
+    proc = subprocess.run([sys.executable, "-m", "xray_utils", "diagnose", "--checkpoints", str(ckpts),
+                           "--device", "cpu", str(film)], capture_output=True, text=True, cwd=ROOT,
+                          env=env, errors="replace")
+    assert proc.returncode == 0, proc.stderr
+    assert "r\\xf6ntgen" in proc.stdout and "1 diagnosed" in proc.stdout
+
+
+def test_diagnose_help_imports_no_torch():
+    code = ("import sys\nfrom xray_utils.cli import main\ntry:\n    main(['diagnose', '--help'])\n"
+            "except SystemExit:\n    pass\nprint('TORCH', 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert "--any-modality" in proc.stdout and "TORCH False" in proc.stdout
+
+
+def test_cli_defaults_match_the_diagnoser():
+    from xray_utils.cli import diagnose as cli
+    from xray_utils.diagnose import diagnoser
+
+    assert (cli.DEFAULT_TOP_K, cli.DEFAULT_BATCH_SIZE) == (diagnoser.DEFAULT_TOP_K,
+                                                          diagnoser.DEFAULT_BATCH_SIZE)
+    assert cli.default_checkpoints_dir() == diagnoser.default_checkpoints_dir()

@@ -272,9 +272,9 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: Mapping[str, Any])
     tmp_weights, tmp_info = Path(str(weights) + ".tmp"), info.with_suffix(".json.tmp")
     save_file(state, str(tmp_weights))
     meta["weights_sha256"] = file_sha256(tmp_weights)
-    tmp_info.write_text(json.dumps(meta, indent=2, default=_json_default, allow_nan=False)
-                        if _all_finite_json(meta) else
-                        json.dumps(_finite_json(meta), indent=2, default=_json_default))
+    # JSON has no NaN: a non-finite metric (e.g. an AUC without positives) is written as null
+    tmp_info.write_text(json.dumps(_finite_json(meta), indent=2, default=_json_default,
+                                   allow_nan=False))
     tmp_weights.chmod(tmp_info.stat().st_mode & 0o777)
     tmp_weights.replace(weights)
     tmp_info.replace(info)
@@ -292,10 +292,6 @@ def _finite_json(o: Any) -> Any:
     if isinstance(o, (list, tuple)):
         return [_finite_json(v) for v in o]
     return o
-
-
-def _all_finite_json(o: Any) -> bool:
-    return _finite_json(o) == o if not isinstance(o, float) else math.isfinite(o)
 
 
 def _json_default(o: Any) -> Any:
@@ -337,8 +333,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
                                 "the module or restore the original file.") from None
     validate_meta(meta, str(info))
     if task is not None and meta["task"] != task:
-        raise CheckpointInvalid(f"{info}: a checkpoint of task {meta['task']!r}, but {task!r} "
-                                "was expected; check the folder.")
+        raise CheckpointInvalid(f"{info}: made for task {meta['task']!r}, expected {task!r}; "
+                                "check the folder.")
     digest = meta.get("weights_sha256")
     if digest is None:
         import warnings

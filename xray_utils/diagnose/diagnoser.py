@@ -27,7 +27,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,10 +36,24 @@ from tqdm.auto import tqdm
 
 from xray_utils.config import paper
 from xray_utils.config.paths import checkpoint_files, project_paths
-from xray_utils.data.imageio import ImageReadError, pil_to_gray, read_gray, resize_gray, to_uint8
+from xray_utils.data.imageio import (
+    MIN_SIDE,
+    ImageReadError,
+    display_name,
+    pil_to_gray,
+    read_gray,
+    resize_gray,
+    to_uint8,
+)
 from xray_utils.diagnose import rule as chain
 from xray_utils.explain.gradcam import cams_from_features, features_and_logits
-from xray_utils.models import load_checkpoint, predict_probabilities, resolve_device, to_model_input
+from xray_utils.models import (
+    CheckpointInvalid,
+    load_checkpoint,
+    predict_probabilities,
+    resolve_device,
+    to_model_input,
+)
 
 #: Heatmaps are made for this many of the most probable findings unless told otherwise.
 DEFAULT_TOP_K = 3
@@ -140,8 +154,11 @@ class Diagnosis:
         ``heatmaps`` is ``heatmap_paths`` (the PNG files written, see :func:`write_heatmaps`)
         or null: arrays are never put into JSON.
         """
-        def probs(d: dict[str, float] | None) -> dict[str, float] | None:
-            return None if d is None else {k: round(float(v), 6) for k, v in d.items()}
+        def num(v: Any) -> float | None:  # JSON has no NaN: a non-finite value becomes null
+            return round(float(v), 6) if v is not None and np.isfinite(v) else None
+
+        def probs(d: dict[str, float] | None) -> dict[str, float | None] | None:
+            return None if d is None else {k: num(v) for k, v in d.items()}
 
         paths: Any = None
         if heatmap_paths is not None:
@@ -149,7 +166,7 @@ class Diagnosis:
                      if isinstance(heatmap_paths, dict) else [str(p) for p in heatmap_paths])
         return {
             "file": self.file, "ok": bool(self.ok), "error": self.error,
-            "is_xray": None if self.is_xray is None else round(float(self.is_xray), 6),
+            "is_xray": num(self.is_xray),
             "xray_type": self.xray_type, "type_probs": probs(self.type_probs),
             "findings": probs(self.findings), "heatmaps": paths,
         }
@@ -201,20 +218,49 @@ def _preview(gray: np.ndarray, size: int = PREVIEW_SIZE) -> np.ndarray:
     return np.asarray(Image.fromarray(gray).resize(new, Image.BILINEAR), dtype=np.uint8)
 
 
-def _as_gray(item: ImageInput) -> tuple[str | None, np.ndarray]:
+def _item_name(item: Any) -> str | None:
+    """The printable name of an input: the escaped file name of a path, else None."""
+    if isinstance(item, (str, bytes, os.PathLike)):
+        try:
+            return display_name(os.fsdecode(item))
+        except (TypeError, ValueError):
+            return repr(item)
+    return None
+
+
+def _as_gray(item: ImageInput, any_modality: bool = False) -> tuple[str | None, np.ndarray]:
     """A path, array or PIL image -> (file name or None, 2-D uint8); ImageReadError if not."""
-    if isinstance(item, (str, os.PathLike)):
-        return str(item), read_gray(item)
+    if isinstance(item, (str, bytes, os.PathLike)):
+        name = _item_name(item)
+        try:
+            path = Path(os.fsdecode(item))
+        except (TypeError, ValueError) as exc:
+            raise ImageReadError(f"{name}: not a usable file name ({exc}).") from None
+        if "\x00" in str(path):
+            raise ImageReadError(f"{name}: a file name cannot contain a NUL character.")
+        return name, read_gray(path, any_modality=any_modality)
     if isinstance(item, Image.Image):
+        w, h = item.size
+        if min(w, h) < MIN_SIDE:
+            raise ImageReadError(f"<PIL image>: {w} x {h} pixels; at least {MIN_SIDE} px on each "
+                                 "side are needed.")
         return None, pil_to_gray(item, "<PIL image>")
     if isinstance(item, np.ndarray):
         a = item
-        if a.ndim == 3 and a.shape[-1] in (3, 4):
-            a = np.asarray(Image.fromarray(to_uint8(a) if a.dtype != np.uint8 else a).convert("L"))
-        if a.ndim != 2 or min(a.shape) < 1:
-            raise ImageReadError(f"<array>: expected a 2-D grayscale image (H, W), got an array "
-                                 f"of shape {item.shape}")
-        return None, (a if a.dtype == np.uint8 else to_uint8(a))
+        kind = a.dtype.kind
+        if kind == "b":
+            a = a.astype(np.uint8) * 255
+        elif kind not in "uif":
+            raise ImageReadError(f"<array>: an array of {a.dtype} values is not an image; pass "
+                                 "numbers (uint8 0-255, or any integer or float range).")
+        if a.ndim == 3 and a.shape[-1] in (3, 4) and min(a.shape[:2]) >= 1:
+            a = np.asarray(Image.fromarray(to_uint8(a[..., :3]) if a.dtype != np.uint8
+                                           else np.ascontiguousarray(a[..., :3])).convert("L"))
+        if a.ndim != 2 or min(a.shape) < MIN_SIDE:
+            raise ImageReadError(f"<array>: expected a 2-D grayscale image (H, W) at least "
+                                 f"{MIN_SIDE} px on each side, got an array of shape "
+                                 f"{item.shape}")
+        return None, (np.ascontiguousarray(a) if a.dtype == np.uint8 else to_uint8(a))
     raise ImageReadError(f"<{type(item).__name__}>: not an image; pass a file path, a 2-D "
                          "NumPy array or a PIL image")
 
@@ -230,9 +276,11 @@ class Diagnoser:
     def __init__(self, checkpoints_dir: str | os.PathLike | None = None,
                  device: str | torch.device | None = None,
                  threshold: float = chain.XRAY_THRESHOLD, top_k: int = DEFAULT_TOP_K,
-                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+                 batch_size: int = DEFAULT_BATCH_SIZE, any_modality: bool = False) -> None:
         self.checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir()).expanduser()
         self.device = resolve_device(device)
+        #: diagnose DICOM files of non-radiograph modalities too (CT, MR, ...; for teaching)
+        self.any_modality = bool(any_modality)
         self.threshold = float(threshold)
         self.top_k = int(top_k)
         self.batch_size = int(batch_size)
@@ -250,8 +298,10 @@ class Diagnoser:
                     "the three modules, or pass the checkpoints folder of an existing run "
                     "(<run_dir>/checkpoints).")
         try:
-            model, meta = load_checkpoint(info, device=self.device)
-        except Exception as exc:  # corrupt JSON, mismatched tensors, bad safetensors header
+            model, meta = load_checkpoint(info, device=self.device, task=task)
+        except CheckpointInvalid as exc:  # schema, sha256, non-finite weights: says it all
+            raise CheckpointError(f"{info}: the checkpoint cannot be loaded: {exc}") from exc
+        except Exception as exc:  # unreadable files
             raise CheckpointError(f"{info}: the checkpoint cannot be loaded ({type(exc).__name__}:"
                                   f" {exc}). Retrain the module (notebooks 01-03).") from exc
         expected = list(paper.classes_for(task))
@@ -286,39 +336,80 @@ class Diagnoser:
         """Diagnose files and/or arrays; one :class:`Diagnosis` per input, in order.
 
         ``heatmaps``: ``True`` explains the ``top_k`` most probable findings of each chest film,
-        an int ``k`` the top ``k`` (14 = all), ``False`` none.  Unreadable inputs give
-        ``ok=False`` with the reader's message; they never stop the batch.
+        an int ``k`` the top ``k`` (14 = all), ``False`` none.  Unreadable inputs (and inputs
+        of any other type) give ``ok=False`` with a message; they never stop the batch.
         """
-        if isinstance(images_or_paths, (str, os.PathLike, np.ndarray, Image.Image)):
+        if isinstance(images_or_paths, (str, bytes, os.PathLike, np.ndarray, Image.Image)):
             images_or_paths = [images_or_paths]
         items = list(images_or_paths)
-        k = _top_k(heatmaps, self.top_k)
-        results: list[Diagnosis] = []
         starts = range(0, len(items), self.batch_size)
         show = progress if progress is not None else len(starts) > 1
-        for start in tqdm(starts, desc="diagnose", disable=not show, leave=False):
-            results.extend(self._diagnose_batch(items[start: start + self.batch_size], k))
+        bar = tqdm(total=len(items), desc="diagnose", disable=not show, leave=False)
+        results: list[Diagnosis] = []
+        for d in self.iter_diagnose(items, heatmaps=heatmaps):
+            results.append(d)
+            bar.update(1)
+        bar.close()
         return results
 
     __call__ = diagnose
 
-    def _diagnose_batch(self, items: Sequence[ImageInput], k: int) -> list[Diagnosis]:
+    def iter_diagnose(self, images_or_paths: Iterable[ImageInput], heatmaps: bool | int = True,
+                      keep_images: bool = True) -> Iterator[Diagnosis]:
+        """Like :meth:`diagnose`, but yields each result as soon as its batch is done.
+
+        Inputs are taken from the iterable one batch at a time, so memory does not grow with
+        the number of inputs when the caller does not keep the results (the command line);
+        ``keep_images=False`` also drops each result's preview image once its heatmaps exist.
+        """
+        k = _top_k(heatmaps, self.top_k)
+        batch: list[ImageInput] = []
+        for item in images_or_paths:
+            batch.append(item)
+            if len(batch) >= self.batch_size:
+                yield from self._diagnose_batch(batch, k, keep_images)
+                batch = []
+        if batch:
+            yield from self._diagnose_batch(batch, k, keep_images)
+
+    def _diagnose_batch(self, items: Sequence[ImageInput], k: int,
+                        keep_images: bool = True) -> list[Diagnosis]:
         out: list[Diagnosis] = []
         grays: list[np.ndarray] = []
         slots: list[int] = []
         for item in items:
             try:
-                name, gray = _as_gray(item)
+                name, gray = _as_gray(item, self.any_modality)
             except ImageReadError as exc:
-                name = str(item) if isinstance(item, (str, os.PathLike)) else None
-                out.append(Diagnosis(file=name, ok=False, error=str(exc)))
+                out.append(Diagnosis(file=_item_name(item), ok=False, error=str(exc)))
+                continue
+            except Exception as exc:  # any other input problem stays this input's problem
+                name = _item_name(item) or f"<{type(item).__name__}>"
+                out.append(Diagnosis(file=_item_name(item), ok=False,
+                                     error=f"{name}: cannot be used as an image "
+                                           f"({type(exc).__name__}: {exc})."))
                 continue
             slots.append(len(out))
             grays.append(gray)
             out.append(Diagnosis(file=name, ok=True, image=_preview(gray)))
         if not grays:
             return out
+        self._run_models(out, grays, slots, k)
+        for j, slot in enumerate(slots):
+            d = out[slot]
+            values = [d.is_xray, *(d.type_probs or {}).values(), *(d.findings or {}).values()]
+            if not all(np.isfinite(v) for v in values if v is not None):
+                out[slot] = Diagnosis(
+                    file=d.file, ok=False,
+                    error=f"{d.file or '<image>'}: the models gave non-finite output (NaN or "
+                          "infinity) for this image; no diagnosis. Check the checkpoints.")
+            elif not keep_images and not d.heatmaps:
+                d.image = None
+        return out
 
+    def _run_models(self, out: list[Diagnosis], grays: list[np.ndarray], slots: list[int],
+                    k: int) -> None:
+        """The three modules over the readable images of one batch; fills ``out[slots]``."""
         n = len(grays)
         memo: dict[tuple[int, int], np.ndarray] = {}
         p1 = self._probs("xray_or_not", self._images("xray_or_not", grays, range(n), memo))
@@ -353,7 +444,6 @@ class Diagnoser:
             if stages[j] == "chest":
                 d.findings = dict(zip(paper.FINDINGS, map(float, finding_probs[j])))
                 d.heatmaps = cams.get(j) if k else None
-        return out
 
     def _heatmaps(self, features: torch.Tensor, size: tuple[int, int], probs: np.ndarray,
                   rows: np.ndarray, k: int) -> dict[int, dict[str, np.ndarray]]:

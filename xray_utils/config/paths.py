@@ -17,7 +17,11 @@ download mirror    none (the publishers' URLs)      ``XRAY_PUBLIC_MIRROR``
 download deadline  4 hours per file                 ``XRAY_DOWNLOAD_DEADLINE`` (seconds)
 real images        none                             ``XRAY_REAL_SAMPLES``
 reference folder   none                             ``XRAY_SHARED_DIR``
+app checkpoints    the demo run's checkpoints       ``XRAY_APP_CHECKPOINTS``
+app device         ``auto``                         ``XRAY_APP_DEVICE``
 =================  ===============================  ==========================
+
+The two ``XRAY_APP_*`` variables are set by ``python -m xray_utils app`` for the page it serves.
 
 The last two name a labelled folder of real images (:func:`real_samples_dir`; without
 ``XRAY_REAL_SAMPLES`` it is ``real-samples`` inside ``XRAY_SHARED_DIR``): optional inputs of
@@ -42,6 +46,10 @@ DOWNLOADS_ENV = "XRAY_DOWNLOADS_DIR"
 OFFLINE_ENV = "XRAY_OFFLINE"
 MIRROR_ENV = "XRAY_PUBLIC_MIRROR"
 DEADLINE_ENV = "XRAY_DOWNLOAD_DEADLINE"
+APP_CHECKPOINTS_ENV = "XRAY_APP_CHECKPOINTS"
+APP_DEVICE_ENV = "XRAY_APP_DEVICE"
+#: Default overall time limit of one download, in seconds (a 4 GB archive at 2 MB/s fits).
+DEFAULT_DEADLINE_S = 4 * 3600.0
 REAL_SAMPLES_ENV = "XRAY_REAL_SAMPLES"
 SHARED_ENV = "XRAY_SHARED_DIR"
 #: Name of the real-images folder inside ``$XRAY_SHARED_DIR``.
@@ -88,6 +96,29 @@ def is_offline(offline: bool | None = None) -> bool:
 def download_mirror(mirror: str | None = None) -> str:
     """``mirror`` if given, else ``$XRAY_PUBLIC_MIRROR`` (``""``: the publishers' URLs)."""
     return mirror if mirror is not None else os.environ.get(MIRROR_ENV, "")
+
+
+def download_deadline(deadline: float | None = None) -> float | None:
+    """Seconds one download may take: ``deadline`` if given, else ``$XRAY_DOWNLOAD_DEADLINE``,
+    else :data:`DEFAULT_DEADLINE_S`; ``None`` (no deadline) for 0 or less."""
+    if deadline is None:
+        text = os.environ.get(DEADLINE_ENV, "").strip()
+        try:
+            deadline = float(text) if text else DEFAULT_DEADLINE_S
+        except ValueError:
+            raise ValueError(f"{DEADLINE_ENV}={text!r} is not a number of seconds") from None
+    return float(deadline) if deadline > 0 else None
+
+
+def app_checkpoints_override() -> Path | None:
+    """``$XRAY_APP_CHECKPOINTS`` (the app page's checkpoints folder), or None when unset."""
+    chosen = os.environ.get(APP_CHECKPOINTS_ENV)
+    return Path(chosen).expanduser() if chosen else None
+
+
+def app_device(device: str | None = None) -> str:
+    """The app page's device: ``device``, else ``$XRAY_APP_DEVICE``, else ``"auto"``."""
+    return device or os.environ.get(APP_DEVICE_ENV) or "auto"
 
 
 def real_samples_dir(explicit: str | os.PathLike | None = None) -> Path | None:

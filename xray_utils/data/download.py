@@ -42,16 +42,19 @@ from urllib.request import url2pathname
 import pooch
 from tqdm.auto import tqdm
 
-from xray_utils.config.paths import DEADLINE_ENV, download_mirror, downloads_dir, is_offline
+from xray_utils.config.paths import (
+    DEADLINE_ENV,
+    DEFAULT_DEADLINE_S,
+    download_deadline,
+    download_mirror,
+    downloads_dir,
+    is_offline,
+)
 
 __all__ = ["AUTHORS_SPLIT_FILES", "DEFAULT_DEADLINE_S", "REGISTRY", "DownloadError",
            "DownloadTimeout", "RemoteFile", "ResumableDownloader", "allowed_checksums",
            "download_deadline", "downloads_dir", "fetch", "fetch_authors_split", "fetch_many",
            "is_offline", "lookup", "mirrored_url", "retrieve", "url_reachable", "verify_file"]
-
-#: Default overall time limit of one download, in seconds (a 4 GB archive at 2 MB/s fits).
-DEFAULT_DEADLINE_S = 4 * 3600.0
-
 
 class DownloadError(RuntimeError):
     """A file could not be fetched or failed its checksum; the message says which and what to do."""
@@ -108,18 +111,6 @@ REGISTRY: Mapping[str, RemoteFile] = {
         "ChestX-ray14 boxes (984), NIH Clinical Center; copy shipped by torchxrayvision"),
 }
 AUTHORS_SPLIT_FILES: tuple[str, ...] = tuple(n for n in REGISTRY if n.startswith("is2ai-chest-split/"))
-
-
-def download_deadline(deadline: float | None = None) -> float | None:
-    """``deadline`` if given, else ``$XRAY_DOWNLOAD_DEADLINE``, else :data:`DEFAULT_DEADLINE_S`
-    (seconds; 0 or less: no deadline)."""
-    if deadline is None:
-        text = os.environ.get(DEADLINE_ENV, "").strip()
-        try:
-            deadline = float(text) if text else DEFAULT_DEADLINE_S
-        except ValueError:
-            raise DownloadError(f"{DEADLINE_ENV}={text!r} is not a number of seconds") from None
-    return float(deadline) if deadline > 0 else None
 
 
 def mirrored_url(url: str, name: str, mirror: str | None = None) -> str:

@@ -14,9 +14,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-#: Environment variables through which ``python -m xray_utils app`` configures the page.
-CHECKPOINTS_ENV = "XRAY_APP_CHECKPOINTS"
-DEVICE_ENV = "XRAY_APP_DEVICE"
+# CHECKPOINTS_ENV, DEVICE_ENV: the environment variables through which ``python -m xray_utils
+# app`` configures the page (read in :mod:`xray_utils.config.paths`, like every other one)
+from xray_utils.config.paths import APP_CHECKPOINTS_ENV as CHECKPOINTS_ENV
+from xray_utils.config.paths import APP_DEVICE_ENV as DEVICE_ENV
+from xray_utils.config.paths import app_checkpoints_override, app_device
+
+__all__ = ["CHECKPOINTS_ENV", "DEVICE_ENV", "HOW", "NOTICE", "TITLE", "app_checkpoints_dir",
+           "build_app"]
 
 TITLE = "X-ray diagnosis demo"
 NOTICE = ("A teaching tool, not a medical device: do not use it to diagnose anyone. The models "
@@ -31,8 +36,7 @@ def app_checkpoints_dir() -> Path:
     """The checkpoints the page uses: ``$XRAY_APP_CHECKPOINTS``, else the demo run's."""
     from xray_utils.diagnose.diagnoser import default_checkpoints_dir
 
-    chosen = os.environ.get(CHECKPOINTS_ENV)
-    return Path(chosen).expanduser() if chosen else default_checkpoints_dir()
+    return app_checkpoints_override() or default_checkpoints_dir()
 
 
 def build_app(checkpoints_dir: str | os.PathLike | None = None, device: str | None = None) -> Any:
@@ -43,7 +47,7 @@ def build_app(checkpoints_dir: str | os.PathLike | None = None, device: str | No
     from xray_utils.diagnose.widget import DICOM_FILMS, DiagnoseDemo, dicom_film
 
     folder = Path(checkpoints_dir) if checkpoints_dir else app_checkpoints_dir()
-    device = device or os.environ.get(DEVICE_ENV) or "auto"
+    device = app_device(device)
     header = w.HTML(
         f"<h2 style='margin:4px 0'>{TITLE}</h2>"
         f"<div class='xray-notice' style='background:#fff8e1;border:1px solid #e0b000;"

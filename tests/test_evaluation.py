@@ -439,7 +439,10 @@ def test_table3_markdown(synthetic, tmp_path):
     assert len(lines) == 1 + 14 + 1  # header, findings, mean
     assert "| Hernia | n/a |" in text
     assert "| Pleural Thickening |" in text
-    assert f"{paper.TABLE_III['Edema']['paper']:.2f} |" in text
+    assert f"{paper.TABLE_III['Edema']['paper']:.2f} | {paper.TABLE_III['Edema']['published']:.2f} |" in text
+    assert "| Paper (preprint) | Paper (EMBC 2020) |" in text
+    mean = ev.table3_frame(chest).loc["mean"]
+    assert round(mean["published"], 3) == paper.TABLE_III_PUBLISHED_MEAN
     assert f"{m['chest']['auc']['Mass']:.2f} (" in text
     path = ev.write_table3(chest, tmp_path / "table3.md", "demo")
     assert path.read_text() == text

@@ -167,15 +167,16 @@ def plot_roc_curves(test_df: pd.DataFrame, out_png: str | Path) -> plt.Figure:
 
 
 def plot_table3(chest: Mapping[str, Any], out_png: str | Path) -> plt.Figure:
-    """Table III as a dot plot: our AUC (with 95 % CI) beside the paper's three columns."""
+    """Table III as a dot plot: our AUC (with 95 % CI) beside the published columns (both
+    versions of the paper)."""
     t = table3_frame(chest)
     y = np.arange(len(t))[::-1]
     fig, ax = plt.subplots(figsize=(7.5, 6.8))
     styles = {"ChestX-ray14": ("s", "0.6"), "CheXNet": ("^", "tab:green"),
-              "paper": ("D", "tab:orange")}
+              "paper": ("D", "tab:orange"), "published": ("d", "tab:red")}
+    names = {"paper": "paper (preprint)", "published": "paper (EMBC 2020)"}
     for col, (marker, color) in styles.items():
-        ax.scatter(t[col], y, marker=marker, color=color, s=30, label=col if col != "paper"
-                   else "paper (Table III)", zorder=2)
+        ax.scatter(t[col], y, marker=marker, color=color, s=30, label=names.get(col, col), zorder=2)
     ours = t["ours"].astype(float).to_numpy()
     lo = t["ours_ci_low"].astype(float).to_numpy()
     hi = t["ours_ci_high"].astype(float).to_numpy()

@@ -109,6 +109,8 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict[str, Any],
 
 #: Training notebooks by their number: the task whose settings they build.
 _TRAINING_TASKS = {"01": "xray_or_not", "02": "xray_type", "03": "chest"}
+#: Parameters the runner itself uses (the run's folders), whatever the notebooks declare.
+_RUNNER_KEYS = ("PROFILE", "DATA_DIR", "RUN_DIR", "FIGURES_DIR")
 _ASSIGNED = re.compile(r"^([A-Z][A-Z0-9_]*)\s*=", re.MULTILINE)
 
 
@@ -131,7 +133,7 @@ def check_parameters(profile: str, notebooks: Sequence[Path], parameters: dict[s
     declared = {nb.name: notebook_parameters(nb) for nb in notebooks}
     every = set().union(*declared.values()) if declared else set()
     for key in parameters:
-        if key != "PROFILE" and key not in every:
+        if key not in _RUNNER_KEYS and key not in every:
             close = difflib.get_close_matches(key, sorted(every), n=3, cutoff=0.6)
             raise SettingsError(
                 f"-p {key}: no selected notebook has this parameter, so it would be ignored"

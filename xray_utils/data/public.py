@@ -92,8 +92,8 @@ FRACATLAS_BODY_PARTS_CSV = Path(__file__).with_name("fracatlas_body_parts.csv")
 FRACATLAS_COLUMNS: tuple[str, ...] = ("image_id", "hand", "leg", "hip", "shoulder", "mixed",
                                       "fractured")
 #: The X-ray types of Module II that the public sources cover (FracAtlas: its reviewed films).
-PUBLIC_XRAY_TYPES: tuple[str, ...] = ("elbow", "forearm", "hand", "knee", "foot", "ankle", "hip",
-                                      "shoulder", "chest")
+PUBLIC_XRAY_TYPES: tuple[str, ...] = tuple(
+    t for t in paper.XRAY_TYPES if t not in ("spine", "finger", "wrist", "humerus", "dental"))
 #: The other types of ``paper.XRAY_TYPES`` and why no public source gives them here.
 MISSING_XRAY_TYPES: Mapping[str, str] = MappingProxyType({
     "spine": "AASCE needs a SpineWeb registration; the open Fraiwan 2022 set (Mendeley) has no "

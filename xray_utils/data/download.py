@@ -82,7 +82,7 @@ _RAW = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"
 #: The authors' repository and the commit of the released split (commit named in the paper's
 #: materials).  The paths are those the authors' training script reads (``labels/*.txt``).
 AUTHORS_REPO = "IS2AI/Chest-X-ray-module"
-AUTHORS_COMMIT = "e92af4a"
+AUTHORS_COMMIT = "e92af4aeaf25e22065838d57074576c0d6e7dc80"
 TORCHXRAYVISION_COMMIT = "f4087a0b0d0cdc6a5877fb5456965b6d29adb1e5"
 
 #: Name (relative path inside the downloads folder) -> remote file.

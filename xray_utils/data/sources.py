@@ -76,7 +76,15 @@ def task_manifest_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def write_profile_manifests(images: pd.DataFrame, paths: ProjectPaths, cfg: Mapping[str, Any],
                             seed: int = 0) -> dict[str, Path]:
     """Write the three task manifests of ``images`` under ``paths.manifests_dir`` by the paper's
-    rules and the profile's options (:func:`task_manifest_options`); returns their paths."""
-    from xray_utils.data.manifests import write_task_manifests
+    rules and the profile's options (:func:`task_manifest_options`); returns their paths.
+    Also writes ``summary.json`` there (counts per type beside Table I, split sizes)."""
+    import json
 
-    return write_task_manifests(images, paths.manifests_dir, seed=seed, **task_manifest_options(cfg))
+    from xray_utils.data.manifests import read_task_manifest, write_task_manifests
+    from xray_utils.data.real.splits import summary
+
+    written = write_task_manifests(images, paths.manifests_dir, seed=seed, **task_manifest_options(cfg))
+    info = summary(images, {task: read_task_manifest(path) for task, path in written.items()})
+    info.update({"seed": seed, "profile": cfg.get("PROFILE")})
+    (paths.manifests_dir / "summary.json").write_text(json.dumps(info, indent=2))
+    return written

@@ -334,3 +334,51 @@ def test_cli_defaults_match_the_diagnoser():
     assert (cli.DEFAULT_TOP_K, cli.DEFAULT_BATCH_SIZE) == (diagnoser.DEFAULT_TOP_K,
                                                           diagnoser.DEFAULT_BATCH_SIZE)
     assert cli.default_checkpoints_dir() == diagnoser.default_checkpoints_dir()
+
+
+# --------------------------------------------------------------------------- labelled folders
+
+
+def _folder(tmp_path, rows, header="file,is_xray,xray_type,labels"):
+    from PIL import Image
+
+    root = tmp_path / "mine"
+    root.mkdir(exist_ok=True)
+    for i in range(2):
+        Image.fromarray(((np.arange(64 * 64).reshape(64, 64) * (i + 1)) % 256).astype(np.uint8)).save(
+            root / f"f{i}.png")
+    (root / "labels.csv").write_text("\n".join([header, *rows]) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("rel,words", [
+    ("../../../../etc/passwd", "points outside"), ("/etc/passwd", "absolute path"),
+    ("link.png", "points outside"),
+])
+def test_labelled_folder_paths_stay_inside(tmp_path, rel, words):
+    from xray_utils.data import labelled_folder
+    from xray_utils.data.dataset_spec import DatasetError
+
+    root = _folder(tmp_path, ["f0.png,1,chest,No Finding", f"{rel},1,chest,No Finding"])
+    os.symlink(tmp_path / "outside.png", root / "link.png")
+    with pytest.raises(DatasetError, match=words):
+        labelled_folder.load(root)
+
+
+def test_labelled_folder_refuses_corrupt_images_misspelt_labels_and_empty_csv(tmp_path):
+    from xray_utils.data import labelled_folder
+    from xray_utils.data.dataset_spec import DatasetError
+
+    root = _folder(tmp_path, ["f0.png,1,chest,Efusion|Mass", "f1.png,1,chest,No Finding"])
+    with pytest.raises(DatasetError, match=r"Efusion.*'Effusion'\?.*Valid labels: Atelectasis"):
+        labelled_folder.load(root)
+    root = _folder(tmp_path, ["f0.png,1,chest,Tuberculosis", "f1.png,1,chest,Mass"])
+    assert list(labelled_folder.load(root)["findings"]) == ["", "Mass"]  # unknown, documented
+    data = (root / "f1.png").read_bytes()
+    (root / "f1.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match=r"f1.png.*truncated|f1.png.*corrupt"):
+        labelled_folder.load(root)
+    assert len(labelled_folder.load(root, drop_missing=True)) == 1
+    root = _folder(tmp_path, [])
+    with pytest.raises(DatasetError, match="no rows"):
+        labelled_folder.load(root)

@@ -7,9 +7,11 @@ bring your own films into the demo (notebook parameter ``EXTRA_DATA``).  ``<fold
 ``file``        image path relative to the folder (required)
 ``is_xray``     ``1`` radiograph / ``0`` photograph (required; ``true``/``false`` accepted)
 ``xray_type``   one of ``paper.XRAY_TYPES`` for radiographs, empty for photographs (required)
-``labels``      chest films: ChestX-ray14 findings joined by ``|`` or ``No Finding``; any
-                other text (e.g. ``Tuberculosis``) means "findings unknown", so Module III
-                ignores the film; ignored for other images (required, may be empty)
+``labels``      chest films: ChestX-ray14 findings joined by ``|`` or ``No Finding``; other
+                text that is no finding at all (e.g. ``Tuberculosis``) means "findings
+                unknown", so Module III ignores the film; a misspelt finding (``Efusion``) or
+                a finding mixed with unknown words is refused with the valid names; ignored
+                for other images (required, may be empty)
 ``extra``       optional ``key=value;key=value`` pairs: ``patient_id=...``; one or more
                 ``bbox=<Finding>:x,y,w,h`` boxes (in a ``bbox_space`` x ``bbox_space`` pixel
                 space, 1024 by default = the ChestX-ray14 PNGs; scaled to the file's size)
@@ -18,12 +20,18 @@ bring your own films into the demo (notebook parameter ``EXTRA_DATA``).  ``<fold
 ``width``, ``height``  optional size of the file (read from the file when boxes need it)
 ==============  ==========================================================================
 
+Checked at ingestion: the CSV has at least one row; every ``file`` resolves inside the folder
+(no absolute paths, ``..`` or symlinks pointing out); every image is decoded once with the
+project's reader, and unreadable ones are reported by name.
+
 Rows without a patient id get one from a known file-name convention
 (:data:`DEFAULT_PATIENT_PATTERNS`: NIH ``00008386_000.png`` -> patient 8386; OAI knee
 ``9016304L`` -> patient 9016304), else one patient per file.
 """
 from __future__ import annotations
 
+import difflib
+import os
 import re
 from pathlib import Path
 from typing import Sequence
@@ -112,6 +120,77 @@ def _image_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def check_labels(labels: Sequence[str], chest: Sequence[bool], where: str) -> None:
+    """Refuse chest-film labels that mix findings with unknown words or look like a misspelt
+    finding (e.g. ``Efusion|Mass``), naming the valid findings."""
+    valid = list(paper.FINDINGS) + [paper.NO_FINDING]
+    lower = {v.lower(): v for v in valid}
+    bad = []
+    for line, (text, is_chest) in enumerate(zip(labels, chest), start=2):
+        if not is_chest or not str(text).strip():
+            continue
+        parts = [p.strip() for p in str(text).split("|") if p.strip()]
+        known = [p for p in parts if canonical_finding(p) in valid]
+        unknown = [p for p in parts if canonical_finding(p) not in valid]
+        guesses = {p: difflib.get_close_matches(p.lower().replace("_", " "), list(lower), 1, 0.8)
+                   for p in unknown}
+        close = {p: lower[g[0]] for p, g in guesses.items() if g}
+        if unknown and (known or close):
+            hint = "; ".join(f"{p!r} -> {g!r}?" for p, g in close.items())
+            bad.append(f"line {line}: {text!r}" + (f" ({hint})" if hint else ""))
+    if bad:
+        raise DatasetError(f"{where}: unknown finding label(s) on {len(bad)} line(s): "
+                           f"{'; '.join(bad[:5])}. Valid labels: {', '.join(valid)} (joined by "
+                           "'|'); text that is no finding at all (e.g. Tuberculosis) marks the "
+                           "findings as unknown.")
+
+
+def check_inside(folder: Path, files: Sequence[str], where: str) -> None:
+    """Every relative path must resolve inside ``folder`` (already resolved)."""
+    bad = []
+    for line, rel in enumerate(files, start=2):
+        rel = str(rel)
+        if not rel.strip():
+            bad.append(f"line {line}: empty file name")
+            continue
+        if os.path.isabs(rel) or Path(rel).drive:
+            bad.append(f"line {line}: {rel!r} is an absolute path")
+            continue
+        target = (folder / rel).resolve()
+        if target != folder and folder not in target.parents:
+            bad.append(f"line {line}: {rel!r} points outside the folder (to {target})")
+    if bad:
+        raise DatasetError(f"{where}: file paths must be relative and stay inside {folder} "
+                           f"(no '..', absolute paths or symlinks pointing out): "
+                           f"{'; '.join(bad[:5])}" + (f"; and {len(bad) - 5} more" if len(bad) > 5
+                                                     else "") + ".")
+
+
+def check_images(paths: Sequence[str], where: str, drop: bool = False) -> list[bool]:
+    """Decode every image once with the project's reader; unreadable ones are an error naming
+    them (or, with ``drop``, reported and dropped).  Returns which ones are readable."""
+    from xray_utils.data.imageio import ImageReadError, read_gray
+
+    ok, bad = [], []
+    for p in paths:
+        if not Path(p).is_file():  # missing files are check_files_exist's job
+            ok.append(True)
+            continue
+        try:
+            read_gray(p)
+            ok.append(True)
+        except ImageReadError as exc:
+            ok.append(False)
+            bad.append(str(exc))
+    if bad:
+        text = (f"{where}: {len(bad)} image(s) cannot be read: " + " | ".join(bad[:5])
+                + (f" | and {len(bad) - 5} more" if len(bad) > 5 else ""))
+        if not drop:
+            raise DatasetError(text + " Fix or remove them (or load with drop_missing=True).")
+        print(text + " They are left out.")
+    return ok
+
+
 def load(folder: str | Path, *, check_files: bool = True, drop_missing: bool = False,
          source: str | None = None, bbox_space: float | None = 1024,
          patient_patterns: Sequence[str] = DEFAULT_PATIENT_PATTERNS,
@@ -139,6 +218,10 @@ def load(folder: str | Path, *, check_files: bool = True, drop_missing: bool = F
         raise DatasetError(f"{csv} lacks the column(s) {missing}; expected columns "
                            f"{list(REQUIRED_COLUMNS)} (+ optional extra, patient_id, split, width, "
                            f"height); found {list(df.columns)}")
+    if df.empty:
+        raise DatasetError(f"{csv} has a header but no rows: it describes no image. Add one row "
+                           f"per image ({', '.join(REQUIRED_COLUMNS)}).")
+    check_inside(folder, df["file"].tolist(), str(csv))
     source = source or folder.name
     flag = df["is_xray"].str.strip().str.lower()
     bad = ~flag.isin(_TRUE | _FALSE)
@@ -161,6 +244,7 @@ def load(folder: str | Path, *, check_files: bool = True, drop_missing: bool = F
                                f"{df.loc[bad, 'split'].unique()[:5].tolist()}")
     extras = [parse_extra(t) for t in df.get("extra", pd.Series([""] * len(df)))]
     chest = (xtype == "chest").to_numpy()
+    check_labels(df["labels"].tolist(), chest.tolist(), str(csv))
     findings = [(canonical_findings(lab) or "") if c else "" for lab, c in zip(df["labels"], chest)]
 
     patients = []
@@ -195,6 +279,8 @@ def load(folder: str | Path, *, check_files: bool = True, drop_missing: bool = F
     if check_files:
         out = check_files_exist(out, f"labelled folder {folder}", drop_missing,
                                 hint=f"Paths in {csv} are relative to {folder}.")
+        readable = check_images(out["path"].tolist(), f"labelled folder {folder}", drop_missing)
+        out = out[readable].reset_index(drop=True)
     return check_duplicates(out, content=check_content, drop=drop_duplicates, what=str(csv))
 
 

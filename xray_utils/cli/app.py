@@ -44,9 +44,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def voila_command(args: argparse.Namespace) -> list[str]:
     """The Voilà command line that serves the app notebook."""
     cmd = [sys.executable, "-m", "voila", str(APP_NOTEBOOK), f"--port={args.port}",
-           f"--Voila.ip={args.host}", "--Voila.port_retries=0",
-           # uploads travel over the widget's websocket: room for a 2,000-pixel DICOM film
-           "--Voila.tornado_settings=websocket_max_message_size=209715200"]
+           f"--Voila.ip={args.host}", "--Voila.port_retries=0"]
     if not args.open:
         cmd.append("--no-browser")
     return cmd

@@ -161,3 +161,21 @@ def test_augment_setting_changes_the_training_images():
     assert any(not any((c == x).all() for x in (img, img[:, ::-1])) for c in crops)
     with pytest.raises(ValueError, match="unknown augmentation"):
         augment(img, "mixup")
+
+
+@pytest.mark.slow
+def test_authors_code_recipe_trains_with_tiny_settings(tiny_task, tmp_path):
+    """The authors' recipe end to end at toy size: pos_weight BCE, flips, its scheduler."""
+    from xray_utils.config.paths import project_paths
+    from xray_utils.train.training import train_task
+
+    manifest = tiny_task("chest", n=48, size=32)
+    paths = project_paths("demo", data_dir=tmp_path / "d", run_dir=tmp_path / "r",
+                          figures_dir=tmp_path / "f")
+    cfg = settings("full", "chest", RECIPE="authors_code", IMAGE_SIZE=32, EPOCHS=2, BATCH_SIZE=16,
+                   MAX_TRAIN=32, NUM_WORKERS=0, DEVICE="cpu", PRETRAINED=False, AMP=False)
+    assert (cfg["LOSS"], cfg["AUGMENT"], cfg["SCHEDULER"]["factor"]) == ("bce_pos_weight", "hv_flip", 0.25)
+    result = train_task("chest", manifest, paths, cfg, verbose=False)
+    assert result.epochs_run == 2
+    meta = json.loads(result.best_checkpoint.read_text())
+    assert meta["training"]["LOSS"] == "bce_pos_weight" and meta["training"]["RECIPE"] == "authors_code"

@@ -79,3 +79,24 @@ def test_refusals_look_different_from_a_diagnosis(diagnosers, films, tmp_path):
     assert len(set(colours.values())) == 4
     for stage, html in zip(("chest", "type_only", "not_xray", None), looks.values()):
         assert colours[stage] in html
+
+
+def test_app_page_and_command(tmp_path, monkeypatch, capsys):
+    """The app's page holds the notice and the diagnosis widget; without checkpoints it says so."""
+    import argparse
+
+    from xray_utils.cli import main
+    from xray_utils.cli.app import voila_command
+    from xray_utils.diagnose.app import NOTICE, build_app
+
+    folder = write_tiny_checkpoints(tmp_path / "ckpts", "not_xray")
+    page = build_app(folder, device="cpu")
+    assert "not a medical device" in NOTICE and NOTICE[:30] in page.children[0].value
+    assert page.demo.result.stage == "not_xray" and "Refused" in page.demo.verdict.value
+    broken = build_app(tmp_path / "none", device="cpu")
+    assert broken.demo is None and "cannot be loaded" in broken.children[1].value
+    assert main(["app", "--checkpoints", str(tmp_path / "none")]) == 2
+    assert "no trained checkpoints" in capsys.readouterr().err
+    cmd = voila_command(argparse.Namespace(host="127.0.0.1", port=8866, open=False))
+    assert "--Voila.ip=127.0.0.1" in cmd and "--no-browser" in cmd
+    assert any(c.endswith("diagnose_app.ipynb") for c in cmd)

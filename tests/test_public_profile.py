@@ -10,6 +10,7 @@ import json
 
 import pytest
 from conftest import shared_dir
+from test_notebooks_records import check_evaluation_records
 
 from xray_utils.cli.run import run_all
 from xray_utils.config import paper
@@ -37,3 +38,4 @@ def test_public_profile_runs_on_the_stand_in(tmp_path):
     metrics = json.loads((figures / "metrics.json").read_text())
     assert metrics["profile"] == "public"
     assert 0 <= metrics["xray_or_not"]["accuracy"] <= 1
+    check_evaluation_records(paths, "public")  # chapter 04's records, as in the demo run

@@ -347,7 +347,6 @@ class DiagnoseDemo:
     def _display(self, result: Diagnosis, shown: str | None = None) -> Diagnosis:
         self.result = result
         self.shown = shown or (Path(result.file).name if result.file else "image")
-        self.verdict.value = verdict_html(result, self.shown)
         options = [(f"{f} ({p:.2f})", f) for f, p in result.top_findings(len(paper.FINDINGS))
                    if result.heatmaps and f in result.heatmaps]
         self._updating = True  # the finding dropdown's own events must not redraw meanwhile
@@ -358,6 +357,8 @@ class DiagnoseDemo:
             self._updating = False
         self.finding.disabled = not options
         self._draw(self.finding.value)
+        # last, so that a page showing the new verdict already has the new figure
+        self.verdict.value = verdict_html(result, self.shown)
         return result
 
     def _draw(self, finding: str | None) -> plt.Figure:

@@ -1,0 +1,151 @@
+"""Servers and the browser of the browser tests (``make browser-test``; pytest -m browser).
+
+Chromium is Debian's (``apt-get install -y chromium``): Playwright drives it through
+``executable_path``, since Playwright's own browser download is not possible offline.  Every
+server listens on 127.0.0.1, is started and stopped by its PID, and every wait is bounded.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from xray_utils.config.paths import project_paths
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+TASKS = ("xray_or_not", "xray_type", "chest")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    """Wait (at most ``timeout`` s) until ``url`` answers 200; fail with the server's log."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{url} did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop the server started by this test (its process group, by PID), bounded."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=20)
+
+
+def start(cmd: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    handle = log.open("w")
+    return subprocess.Popen(cmd, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
+                            start_new_session=True)
+
+
+@pytest.fixture(scope="session")
+def shots() -> Path:
+    """Screenshots go to runs/<profile>/browser/."""
+    folder = project_paths("demo").run_dir / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory) -> tuple[Path, bool]:
+    """The demo run's trained checkpoints, else untrained routed ones (flag: trained?)."""
+    trained = project_paths("demo").checkpoints_dir
+    if all((trained / t / "best.json").is_file() for t in TASKS):
+        return trained, True
+    from xray_utils.bench.untrained import write_routed_checkpoints
+
+    return write_routed_checkpoints(tmp_path_factory.mktemp("run") / "checkpoints", "chest"), False
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium "
+                    "(or set CHROMIUM=/path/to/chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+                              timeout=60_000)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def film(tmp_path_factory) -> Path:
+    """The real film uploaded through the file chooser: pydicom-data's RG3_UNCR.dcm."""
+    from pydicom.data import get_testdata_file
+
+    path = tmp_path_factory.mktemp("upload") / "RG3_UNCR.dcm"
+    shutil.copy(get_testdata_file("RG3_UNCR.dcm"), path)
+    return path
+
+
+@pytest.fixture
+def app_server(checkpoints, tmp_path):
+    folder, _ = checkpoints
+    port = free_port()
+    log = tmp_path / "app.log"
+    proc = start([sys.executable, "-m", "xray_utils", "app", "--checkpoints", str(folder),
+                  "--port", str(port), "--device", "cpu"], log)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", proc, log)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def lab_server(checkpoints, tmp_path):
+    """JupyterLab on 127.0.0.1 with a token, serving a copy of notebook 06 (so that autosave never
+    writes outputs into the committed notebook); XRAY_RUN_DIR points at the checkpoints' run, and
+    figures go to a temporary folder."""
+    folder, _ = checkpoints
+    root = tmp_path / "lab"
+    root.mkdir()
+    shutil.copy(REPO / "notebooks" / "06_diagnose_demo.ipynb", root)
+    port, token = free_port(), "browser-test-token"
+    log = tmp_path / "lab.log"
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
+           "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+           "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}",
+           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    proc = start(cmd, log, env={"XRAY_RUN_DIR": str(folder.parent),
+                                "XRAY_FIGURES_DIR": str(tmp_path / "figures"),
+                                "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", proc, log)
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        stop(proc)

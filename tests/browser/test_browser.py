@@ -1,0 +1,86 @@
+"""A student's first hour in a real browser: notebook 06 in JupyterLab and the diagnosis app.
+
+Both upload pydicom-data's real film RG3_UNCR.dcm through the page's file chooser and read the
+verdict the page shows; screenshots go to runs/demo/browser/.  Run with ``make browser-test``.
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+VERDICT = ".xray-verdict"
+FIGURE = ".jupyter-widgets-output-area img, .widget-output img"
+# what any finished answer says: a diagnosis, another X-ray type, or the refusal
+ANSWER = re.compile(r"Diagnosis: X-ray|X-ray, no chest findings|Refused: not an X-ray")
+
+
+def upload(page, film, scope=None) -> str:
+    """Choose ``film`` in the (first) upload button's file chooser; the verdict naming it."""
+    where = scope or page
+    figure = where.locator(FIGURE).first
+    before = figure.get_attribute("src", timeout=180_000)
+    with page.expect_file_chooser(timeout=30_000) as chooser:
+        where.locator(".jupyter-widgets.widget-upload, button:has-text('your image')").first.click()
+    chooser.value.set_files(str(film))
+    verdict = where.locator(VERDICT, has_text=f"{film.name} (your upload)").first
+    verdict.wait_for(timeout=180_000)
+    # the figure is redrawn for the upload (its picture changes)
+    deadline = time.monotonic() + 60
+    while figure.get_attribute("src", timeout=30_000) == before:
+        assert time.monotonic() < deadline, "the figure was not redrawn for the upload"
+        time.sleep(0.5)
+    return verdict.inner_text()
+
+
+def test_app_page_upload(browser, app_server, film, shots, checkpoints):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(180_000)
+    try:
+        page.goto(app_server, timeout=120_000)
+        page.get_by_text("not a medical device").first.wait_for(timeout=180_000)
+        page.locator(VERDICT).first.wait_for(timeout=180_000)  # the first film, diagnosed at start
+        text = upload(page, film)
+        assert ANSWER.search(text), text
+        assert page.locator(".xray-app-error").count() == 0
+        page.screenshot(path=str(shots / "app_after_upload.png"), full_page=True)
+        if checkpoints[1]:  # trained demo models: RG3 is an ankle film, not a chest film
+            assert "Diagnosis:" not in text or "chest" not in text.split("type")[1][:20]
+    finally:
+        page.close()
+
+
+def test_notebook_06_in_jupyterlab(browser, lab_server, film, shots):
+    base, token = lab_server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(120_000)
+    try:
+        page.goto(f"{base}/lab/tree/06_diagnose_demo.ipynb?token={token}", timeout=120_000)
+        page.locator(".jp-Notebook").first.wait_for(timeout=120_000)
+        page.locator(".jp-Notebook-ExecutionIndicator, .jp-KernelStatus").first.wait_for(
+            timeout=60_000)
+        page.wait_for_function(
+            "() => document.querySelector('.jp-Notebook') && "
+            "!document.body.innerText.includes('Kernel Connecting')", timeout=120_000)
+        page.get_by_text("Run", exact=True).first.click()
+        page.get_by_text("Run All Cells", exact=True).first.click()
+        # the last code cell writes the record and prints nothing: wait until no cell is queued
+        page.locator(VERDICT).first.wait_for(timeout=600_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.jp-InputArea-prompt')]"
+            ".every(e => !/\\[\\*\\]/.test(e.textContent))", timeout=600_000, polling=1000)
+        body = page.locator("body").inner_text()
+        assert "Error displaying widget" not in body
+        assert "Traceback" not in body, body[body.find("Traceback") - 200:][:2000]
+        widget = page.locator(".jp-OutputArea-output", has=page.locator(VERDICT)).first
+        widget.scroll_into_view_if_needed()
+        assert "RG3_UNCR.dcm (your upload)" in widget.inner_text()  # Run All's final state
+        text = upload(page, film, widget)
+        assert ANSWER.search(text), text
+        assert "Error displaying widget" not in page.locator("body").inner_text()
+        widget.screenshot(path=str(shots / "notebook06_widget_after_upload.png"))
+    finally:
+        page.close()

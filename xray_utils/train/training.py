@@ -13,10 +13,19 @@ What happens:
   from :mod:`xray_utils.config.paper` unless the profile or a parameter overrides them;
 * validation metrics from scikit-learn (Catalyst 22.4's own AUC is wrong: values above 1);
 * after every epoch the full training state goes to ``last.pt`` (model, optimizer,
-  scheduler, epoch, best score, history) and, when the validation score improves, the model
-  to ``best.safetensors`` + ``best.json`` (self-describing);
+  scheduler, epoch, best score, history, and every random state that decides what comes next:
+  Python, NumPy, torch, and the shuffling generators of the loaders) and, when the validation
+  score improves, the model to ``best.safetensors`` + ``best.json`` (self-describing);
 * run again with the same run folder, an interrupted training resumes after its last
-  finished epoch (and says so); a finished one is not retrained.
+  finished epoch (and says so): a training killed inside an epoch restarts that epoch from its
+  start, with the random states of that moment, so it ends with exactly the weights of a
+  training that was never interrupted (on the CPU; measured in tests/test_resume.py).  A
+  finished one is not retrained;
+* a run folder is locked while a training uses it (``filelock``): a second training on the
+  same folder is refused with a sentence;
+* a rerun with changed settings starts over, but first lists the changes and keeps the earlier
+  best model beside the new one (``best.<time>.json`` / ``.safetensors``); a ``last.pt`` that
+  cannot be read safely (truncated, or not plain tensors) is moved aside, never unpickled.
 * Catalyst's CSV and TensorBoard logs go to ``<run>/checkpoints/<task>/logs``.
 """
 from __future__ import annotations
@@ -159,8 +168,68 @@ class SklearnMetricsCallback(Callback):
         runner.loader_metrics.update(sklearn_scores(self.task, logits, targets))
 
 
+class RunFolderBusy(RuntimeError):
+    """Another training holds the run folder's lock."""
+
+
+def _loader_generators(loader) -> list[torch.Generator]:
+    """The torch generators that decide a loader's order (the loader's and its sampler's)."""
+    found: list[torch.Generator] = []
+    for obj in (loader, getattr(loader, "sampler", None),
+                getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        g = getattr(obj, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not f for f in found):
+            found.append(g)
+    return found
+
+
+def rng_state(loaders: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Every random state that decides what a training does next (tensors and plain values)."""
+    import random
+
+    np_state = np.random.get_state()
+    state = {
+        "python": json.dumps(random.getstate()),
+        "numpy": {"keys": torch.as_tensor(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "gauss": [int(np_state[3]), float(np_state[4])]},
+        "torch": torch.get_rng_state(),
+        "loaders": {k: [g.get_state() for g in _loader_generators(v)]
+                    for k, v in (loaders or {}).items()},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any], loaders: Mapping[str, Any] | None) -> None:
+    """Restore what :func:`rng_state` saved."""
+    import random
+
+    py = json.loads(state["python"])
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         *np_state["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for key, saved in state.get("loaders", {}).items():
+        gens = _loader_generators((loaders or {}).get(key))
+        for g, s in zip(gens, saved):
+            g.set_state(s)
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
 class ResumableCheckpointCallback(ICheckpointCallback):
-    """Saves ``last.pt`` every epoch and ``best.*`` on improvement; resumes from ``last.pt``."""
+    """Saves ``last.pt`` every epoch and ``best.*`` on improvement; resumes from ``last.pt``.
+
+    Call :meth:`prepare` once before the training: it reads ``last.pt`` (moving a broken one
+    aside), and when the settings changed lists the changes, keeps the earlier best model aside
+    and starts over.
+    """
 
     def __init__(self, folder: Path, task: str, cfg: Mapping[str, Any], monitor: str,
                  minimize: bool) -> None:
@@ -182,31 +251,88 @@ class ResumableCheckpointCallback(ICheckpointCallback):
             keys.append("EPOCHS")  # the schedule spans all epochs: more epochs, another schedule
         return {k: self.cfg.get(k) for k in keys}
 
-    def on_experiment_start(self, runner: "dl.IRunner") -> None:
+    def read_state(self) -> dict[str, Any] | None:
+        """``last.pt`` loaded safely (weights only), or None; a file that cannot be read so is
+        renamed ``last.pt.broken-<time>`` with a sentence, and the training starts over."""
         if not self.last_path.is_file():
+            return None
+        try:
+            state = torch.load(self.last_path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or not {"model", "epoch", "fingerprint"} <= set(state):
+                raise ValueError("not a training state of this project")
+            return state
+        except Exception as exc:  # truncated, corrupt, or holding objects other than tensors
+            aside = self.last_path.with_name(f"last.pt.broken-{_stamp()}")
+            self.last_path.replace(aside)
+            print(f"{self.task}: the saved training state {self.last_path} cannot be read safely "
+                  f"({type(exc).__name__}: it is truncated, corrupt or holds more than plain "
+                  f"tensors); it was moved aside as {aside.name} and is not used. This training "
+                  "starts from the beginning.")
+            return None
+
+    def prepare(self) -> int:
+        """Check the saved state before training; returns the epochs it will resume after."""
+        state = self.read_state()
+        if state is None:
+            self._keep_earlier_best("no resumable training state was found")
+            return 0
+        old = json.loads(state["fingerprint"])
+        new = json.loads(json.dumps(self._fingerprint()))
+        if old != new:
+            changes = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+                                for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
+            stale = self.last_path.with_suffix(".pt.stale")
+            self.last_path.replace(stale)
+            print(f"{self.task}: settings changed since the saved state ({changes}); starting "
+                  f"over (old state kept as {stale.name}).")
+            self._keep_earlier_best("the settings changed")
+            return 0
+        return int(state["epoch"])
+
+    def _keep_earlier_best(self, why: str) -> None:
+        """A training that starts over never overwrites an earlier best model: keep it aside."""
+        info = self.folder / "best.json"
+        if not info.is_file():
             return
-        state = torch.load(self.last_path, map_location="cpu", weights_only=True)
+        stem = f"best.{_stamp()}"
+        for suffix in (".safetensors", ".json"):
+            src = self.folder / f"best{suffix}"
+            if src.is_file():
+                src.replace(self.folder / f"{stem}{suffix}")
+        print(f"{self.task}: {why}, so this training starts over; the earlier best model is "
+              f"kept as {stem}.json / .safetensors in {self.folder}.")
+
+    def on_experiment_start(self, runner: "dl.IRunner") -> None:
+        state = self.read_state()
+        if state is None:
+            return
         if json.loads(state["fingerprint"]) != json.loads(json.dumps(self._fingerprint())):
-            if runner.engine.is_main_process:
-                stale = self.last_path.with_suffix(".pt.stale")
-                self.last_path.replace(stale)
-                print(f"Settings changed since the saved state; starting over (old state kept "
-                      f"as {stale}).")
-            return
+            return  # prepare() has moved it aside; a state of other settings is never used
         _unwrap(runner.model).load_state_dict(state["model"])
         runner.optimizer.load_state_dict(state["optimizer"])
         if runner.scheduler is not None and state.get("scheduler"):
             runner.scheduler.load_state_dict(state["scheduler"])
         self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
         self.history = json.loads(state["history"])
+        if state.get("rng"):
+            set_rng_state(state["rng"], runner.loaders)
         done = int(state["epoch"])
         runner.epoch_step = min(done, runner.num_epochs)
+        if runner.engine.is_main_process:  # the history of exactly the finished epochs
+            self._write_history()
         if done >= runner.num_epochs:
             print(f"{self.task}: training already finished ({done} epochs) in {self.folder}; "
                   "not retraining. Delete that folder to train again.")
         else:
             print(f"{self.task}: resuming from epoch {done + 1} of {runner.num_epochs} "
-                  f"(state found in {self.last_path}).")
+                  f"(state found in {self.last_path}; an epoch that was interrupted is run again "
+                  "from its start).")
+
+    def _write_history(self) -> None:
+        tmp = self.folder / "history.csv.tmp"
+        pd.DataFrame(self.history, columns=["epoch", "loader", "metric", "value"]).to_csv(
+            tmp, index=False)
+        tmp.replace(self.folder / "history.csv")
 
     def on_epoch_end(self, runner: "dl.IRunner") -> None:
         if not runner.engine.is_main_process:
@@ -235,11 +361,14 @@ class ResumableCheckpointCallback(ICheckpointCallback):
             "epoch": epoch, "best": self.best, "best_epoch": self.best_epoch,
             "history": json.dumps(self.history),
             "fingerprint": json.dumps(self._fingerprint()),
+            # the random states at the end of this epoch are those at the start of the next
+            "rng": rng_state(runner.loaders),
         }
+        # history first, then last.pt, the commit point: a kill in between reruns this epoch
+        self._write_history()
         tmp = self.last_path.with_suffix(".pt.tmp")
         torch.save(state, tmp)
         tmp.replace(self.last_path)
-        pd.DataFrame(self.history).to_csv(self.folder / "history.csv", index=False)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -285,9 +414,15 @@ def make_scheduler(cfg: Mapping[str, Any], optimizer: torch.optim.Optimizer,
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode=s["mode"], factor=s["factor"], patience=s["patience"])
     if name == "OneCycleLR":
+        total = int(cfg["EPOCHS"]) * max(1, int(steps_per_epoch))
+        pct = float(s.get("pct_start", 0.25))
+        if not 0 < pct < 1:
+            raise ValueError(f"SCHEDULER pct_start must be between 0 and 1, got {pct}")
+        if abs(pct * total - 1) < 1e-9:  # a warm-up of exactly one step: torch divides by 0
+            pct = 1.5 / total
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=float(cfg["LR"]), epochs=int(cfg["EPOCHS"]),
-            steps_per_epoch=max(1, int(steps_per_epoch)), pct_start=float(s.get("pct_start", 0.25)),
+            steps_per_epoch=max(1, int(steps_per_epoch)), pct_start=pct,
             div_factor=float(s.get("div_factor", 25.0)),
             final_div_factor=float(s.get("final_div_factor", 1e3)),
             cycle_momentum=bool(s.get("cycle_momentum", False)))
@@ -387,6 +522,23 @@ def train_task(task: str, manifest_csv: str | Path, paths: ProjectPaths,
         torch.backends.cudnn.deterministic = False
     folder = paths.checkpoint_dir(task)
     folder.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(folder / "train.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RunFolderBusy(
+            f"{folder} is in use by another training of {task} (its lock {lock.lock_file} is "
+            "held); wait for it to finish, or train into another run folder.") from None
+    try:
+        return _train_locked(task, manifest_csv, paths, cfg, verbose, folder, seed, on_gpu)
+    finally:
+        lock.release()
+
+
+def _train_locked(task: str, manifest_csv: str | Path, paths: ProjectPaths, cfg: dict,
+                  verbose: bool, folder: Path, seed: int, on_gpu: bool) -> TrainResult:
     loaders = make_loaders(manifest_csv, task, int(cfg["IMAGE_SIZE"]), int(cfg["BATCH_SIZE"]),
                            paths.cache_dir, num_workers=int(cfg.get("NUM_WORKERS", 0)), seed=seed,
                            max_train=cfg.get("MAX_TRAIN"), pin_memory=on_gpu,
@@ -415,7 +567,7 @@ def train_task(task: str, manifest_csv: str | Path, paths: ProjectPaths,
         ckpt,
     ]
     runner = _Runner(paper.is_multilabel(task))
-    resumed_from = _saved_epoch(ckpt)
+    resumed_from = ckpt.prepare()
     started = time.time()
     runner.train(
         model=model, engine=make_engine(cfg), criterion=criterion, optimizer=optimizer,
@@ -432,15 +584,6 @@ def train_task(task: str, manifest_csv: str | Path, paths: ProjectPaths,
                        best_score=float(state["best"]), best_epoch=int(state["best_epoch"]),
                        monitor=monitor, epochs_run=int(state["epoch"]),
                        resumed_from=resumed_from, seconds=time.time() - started)
-
-
-def _saved_epoch(ckpt: ResumableCheckpointCallback) -> int:
-    """Epochs already done by a saved state that this training will resume (0 if none)."""
-    if not ckpt.last_path.is_file():
-        return 0
-    state = torch.load(ckpt.last_path, map_location="cpu", weights_only=True)
-    same = json.loads(state["fingerprint"]) == json.loads(json.dumps(ckpt._fingerprint()))
-    return int(state["epoch"]) if same else 0
 
 
 def initial_weights(cfg: Mapping[str, Any]) -> str:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from xray_utils.config import paper
-from xray_utils.explain.gradcam import _FLAT, all_class_cams, upsample_maps
+from xray_utils.explain.gradcam import _FLAT, GradCAM, all_class_cams, upsample_maps
 
 Box = tuple[float, float, float, float]  # x, y, w, h
 
@@ -126,8 +126,13 @@ def localisation_records(model: nn.Module, images: np.ndarray,
                          boxes_per_image: Sequence[Sequence[Sequence]],
                          box_image_sizes: Any, findings: Sequence[str] = paper.FINDINGS,
                          threshold: float = 0.5, batch_size: int = 32,
-                         tolerance: float = 0.0, progress: bool = True) -> pd.DataFrame:
+                         tolerance: float = 0.0, progress: bool = True,
+                         layer: str | None = None) -> pd.DataFrame:
     """One row per (image, finding with a box): ``image``, ``finding``, ``pointing``, ``iou``.
+
+    ``layer``: ``None`` explains the last block (``norm5``, every class from one forward pass,
+    :func:`all_class_cams`); a block name such as ``"denseblock3"`` explains that earlier,
+    finer block with backward Grad-CAM (:class:`GradCAM`, one pass per finding of an image).
 
     ``images``: ``(N, H, W)`` uint8 at the model's input size.  ``boxes_per_image[i]``: the
     ``(finding, x, y, w, h)`` boxes of image ``i`` in the pixel coordinates of its image FILE,
@@ -154,7 +159,12 @@ def localisation_records(model: nn.Module, images: np.ndarray,
     starts = range(0, len(todo), batch_size)
     for s in tqdm(starts, desc="Grad-CAM localisation", disable=not progress, leave=False):
         batch = todo[s:s + batch_size]
-        cams = all_class_cams(model, to_model_input(images[batch]))
+        if layer is None:
+            cams = all_class_cams(model, to_model_input(images[batch]))
+        else:
+            cams = layer_cams(model, to_model_input(images[batch]), layer,
+                              [[b[0] for b in boxes_per_image[i] if b[0] in index] for i in batch],
+                              index)
         for cam, i in zip(cams, batch):
             per_finding: dict[str, list[Box]] = {}
             for name, *xywh in boxes_per_image[i]:
@@ -168,18 +178,39 @@ def localisation_records(model: nn.Module, images: np.ndarray,
                              "iou": cam_iou(heat, scaled, threshold)})
     return pd.DataFrame(rows, columns=["image", "finding", "pointing", "iou"])
 
+def layer_cams(model: nn.Module, x: torch.Tensor, layer: str,
+               names_per_image: Sequence[Sequence[str]], index: dict[str, int]) -> np.ndarray:
+    """Grad-CAM maps ``(N, K, H, W)`` of ``model.features.<layer>``, filled for the classes
+    named per image (other maps stay zero): one backward pass per (image, class)."""
+    block = getattr(model.features, layer, None)
+    if not isinstance(block, nn.Module):
+        names = [n for n, _ in model.features.named_children()]
+        raise ValueError(f"no block {layer!r} in model.features; choose one of {names}")
+    n, _, H, W = x.shape
+    out = np.zeros((n, len(index), H, W), dtype=np.float32)
+    cases = [(i, index[name]) for i, names in enumerate(names_per_image) for name in dict.fromkeys(names)]
+    if not cases:
+        return out
+    with GradCAM(model, target_layer=block) as cam:
+        rows = torch.tensor([i for i, _ in cases])
+        maps = cam(x[rows], class_idx=[k for _, k in cases])
+    for (i, k), heat in zip(cases, maps):
+        out[i, k] = heat
+    return out
+
+
 def score_localisation(model: nn.Module, images: np.ndarray,
                        boxes_per_image: Sequence[Sequence[Sequence]], box_image_sizes: Any,
                        findings: Sequence[str] = paper.FINDINGS, threshold: float = 0.5,
                        batch_size: int = 32, tolerance: float = 0.0,
-                       progress: bool = True) -> pd.DataFrame:
+                       progress: bool = True, layer: str | None = None) -> pd.DataFrame:
     """Per finding: ``n`` (images with a box of it), ``pointing`` hit rate, mean ``iou``.
 
     Arguments as :func:`localisation_records`.  The index is ``findings`` (all of them, in
     order); findings without boxes have ``n = 0`` and NaN scores.
     """
     rec = localisation_records(model, images, boxes_per_image, box_image_sizes, findings,
-                               threshold, batch_size, tolerance, progress)
+                               threshold, batch_size, tolerance, progress, layer)
     rec = rec.astype({"pointing": float, "iou": float})
     table = rec.groupby("finding").agg(n=("image", "size"), pointing=("pointing", "mean"),
                                        iou=("iou", "mean"))

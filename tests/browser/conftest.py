@@ -141,7 +141,12 @@ def lab_server(checkpoints, tmp_path):
            "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
-    proc = start(cmd, log, env={"XRAY_RUN_DIR": str(folder.parent),
+    # every cell stays in the page (no windowed rendering), so the widget can be found
+    settings = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
+    proc = start(cmd, log, env={"JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
+                                "XRAY_RUN_DIR": str(folder.parent),
                                 "XRAY_FIGURES_DIR": str(tmp_path / "figures"),
                                 "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")})
     try:

@@ -65,8 +65,8 @@ def test_notebook_06_in_jupyterlab(browser, lab_server, film, shots):
         page.wait_for_function(
             "() => document.querySelector('.jp-Notebook') && "
             "!document.body.innerText.includes('Kernel Connecting')", timeout=120_000)
-        page.get_by_text("Run", exact=True).first.click()
-        page.get_by_text("Run All Cells", exact=True).first.click()
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         # the last code cell writes the record and prints nothing: wait until no cell is queued
         page.locator(VERDICT).first.wait_for(timeout=600_000)
         page.wait_for_function(
@@ -83,4 +83,5 @@ def test_notebook_06_in_jupyterlab(browser, lab_server, film, shots):
         assert "Error displaying widget" not in page.locator("body").inner_text()
         widget.screenshot(path=str(shots / "notebook06_widget_after_upload.png"))
     finally:
+        page.screenshot(path=str(shots / "notebook06_last_page.png"))  # for a failure's story
         page.close()

@@ -229,6 +229,7 @@ _IMAGENETTE_CHECKSUM_SOURCE = (
     "replaced at least once, so both published values are accepted)")
 _IMAGENETTE_LAYOUT = "imagenette2-{px}/{{train,val}}/<wnid>/*.JPEG + noisy_imagenette.csv"
 
+
 def _imagenette(px: int, nbytes: int, *md5s: str) -> PublicFile:
     return PublicFile(
         name=f"imagenette2_{px}", dataset="imagenette",
@@ -237,7 +238,6 @@ def _imagenette(px: int, nbytes: int, *md5s: str) -> PublicFile:
         size_source="fastai's data/checks.txt (paired there with the second md5)",
         checksums=tuple(f"md5:{m}" for m in md5s), checksum_source=_IMAGENETTE_CHECKSUM_SOURCE,
         layout=_IMAGENETTE_LAYOUT.format(px=px))
-
 
 FILES: Mapping[str, PublicFile] = MappingProxyType({f.name: f for f in (
     _chestmnist(64, "9de6cd0b934ebb5b7426cfba5efbae16", 401_604_127, True,
@@ -431,8 +431,8 @@ def fetch_public(names: Iterable[str] | None = None, *, cache_dir: str | os.Path
                  mirror: str | None = None, registry: Mapping[str, PublicFile] | None = None,
                  timeout: float = 60.0, deadline: float | None = None) -> dict[str, Path]:
     """Download (or find in the cache) the public files; returns ``{name: local path}``.
-    ``deadline``: seconds each file may take (:func:`~xray_utils.data.download.download_deadline`).
 
+    ``deadline``: seconds each file may take (:func:`~xray_utils.data.download.download_deadline`).
 
     Verified files are reused.  Offline, every missing or corrupt file is reported in one
     :class:`PublicDataMissing`.  Online, a corrupt cached file is deleted and fetched again;

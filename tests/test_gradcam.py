@@ -532,3 +532,30 @@ def test_randomized_model_loses_the_object(shapes_model) -> None:
     table = loc.score_localisation(gc.randomized_copy(model, seed=1), images, boxes, (64, 64),
                                   findings=SHAPES, progress=False)
     assert table["pointing"].mean() < 0.8
+
+
+def test_earlier_block_maps_match_pytorch_grad_cam_and_are_finer():
+    """layer='denseblock3' scores with Grad-CAM of that block: the same maps as the reference
+    library on that layer, on a 4 x 4 grid at 64 px (norm5: 2 x 2)."""
+    from pytorch_grad_cam import GradCAM as RefCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from xray_utils.explain import localisation as loc
+    from xray_utils.models import build_model, to_model_input
+
+    torch.manual_seed(0)
+    model = build_model("chest").eval()
+    images = (np.random.default_rng(1).random((2, 64, 64)) * 255).astype(np.uint8)
+    x = to_model_input(images)
+    index = {f: i for i, f in enumerate(paper.FINDINGS)}
+    ours = loc.layer_cams(model, x, "denseblock3", [["Mass"], ["Nodule", "Mass"]], index)
+    with RefCAM(model=model, target_layers=[model.features.denseblock3]) as ref:
+        for i, names in enumerate([["Mass"], ["Nodule", "Mass"]]):
+            for name in names:
+                want = ref(input_tensor=x[i:i + 1], targets=[ClassifierOutputTarget(index[name])])[0]
+                assert np.allclose(ours[i, index[name]], want, atol=1e-3), name  # float32 sums
+    assert not ours[0, index["Nodule"]].any()  # only the asked classes are filled
+    assert loc.layer_grid(model, 64, "denseblock3") == (4, 4)
+    assert loc.layer_grid(model, 64) == (2, 2)
+    with pytest.raises(ValueError, match="no block 'denseblock9'"):
+        loc.layer_grid(model, 64, "denseblock9")

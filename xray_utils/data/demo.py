@@ -42,6 +42,9 @@ _CHEST_PATIENT_CODE = 200
 _CHUNK = 48
 
 
+#: ``source`` of every generated image in the manifests (real images carry their dataset's name).
+SOURCE = "demo"
+
 def real_demo_films() -> dict[str, Path]:
     """Paths of the two real radiographs shipped with ``pydicom-data`` (used as real examples,
     never for training): ``{"chest_pa": .../RG1_UNCR.dcm, "ankle": .../RG3_UNCR.dcm}``."""
@@ -117,7 +120,7 @@ def render_job(job: dict[str, Any], seed: int, size: int) -> tuple[np.ndarray, d
         findings = ""
         patient = f"demo-{kind}-{job['index']:05d}"
     row = {"is_xray": 0 if kind == "photo" else 1, "xray_type": "" if kind == "photo" else kind,
-           "findings": findings, "patient_id": patient, "source": "demo",
+           "findings": findings, "patient_id": patient, "source": SOURCE,
            "boxes": manifests.encode_boxes(film.boxes), "width": int(film.image.shape[1]),
            "height": int(film.image.shape[0])}
     return film.image, row

@@ -28,6 +28,8 @@ FIGURE_NAMES: Mapping[str, str] = {
     "chest_auc_table3": "chest_auc_table3.png",
     "end_to_end": "end_to_end.png",
     "table3": "table3.md",
+    "by_origin": "by_origin.png",
+    "xray_type_confusion_real": "xray_type_confusion_real.png",
 }
 HISTORY_COLUMNS = ("epoch", "loader", "metric", "value")
 _PRETTY = {"xray": "X-ray", "not_xray": "not X-ray"}

@@ -130,8 +130,8 @@ def localisation_records(model: nn.Module, images: np.ndarray,
                          layer: str | None = None) -> pd.DataFrame:
     """One row per (image, finding with a box): ``image``, ``finding``, ``pointing``, ``iou``.
 
-    ``layer``: ``None`` explains the last block (``norm5``, every class from one forward pass,
-    :func:`all_class_cams`); a block name such as ``"denseblock3"`` explains that earlier,
+    ``layer``: ``None`` or ``"norm5"`` explains the last block (every class from one forward
+    pass, :func:`all_class_cams`); a block name such as ``"denseblock3"`` explains that earlier,
     finer block with backward Grad-CAM (:class:`GradCAM`, one pass per finding of an image).
 
     ``images``: ``(N, H, W)`` uint8 at the model's input size.  ``boxes_per_image[i]``: the
@@ -159,7 +159,7 @@ def localisation_records(model: nn.Module, images: np.ndarray,
     starts = range(0, len(todo), batch_size)
     for s in tqdm(starts, desc="Grad-CAM localisation", disable=not progress, leave=False):
         batch = todo[s:s + batch_size]
-        if layer is None:
+        if layer in (None, "norm5"):
             cams = all_class_cams(model, to_model_input(images[batch]))
         else:
             cams = layer_cams(model, to_model_input(images[batch]), layer,
@@ -177,6 +177,26 @@ def localisation_records(model: nn.Module, images: np.ndarray,
                              "pointing": pointing_game(heat, scaled, tolerance),
                              "iou": cam_iou(heat, scaled, threshold)})
     return pd.DataFrame(rows, columns=["image", "finding", "pointing", "iou"])
+
+def layer_grid(model: nn.Module, image_size: int, layer: str = "norm5") -> tuple[int, int]:
+    """The ``h x w`` grid of ``model.features.<layer>`` for ``image_size`` inputs (one dummy pass):
+    at 64 px, ``norm5`` is 2 x 2 and ``denseblock3`` 4 x 4."""
+    block = getattr(model.features, layer, None)
+    if not isinstance(block, nn.Module):
+        names = [n for n, _ in model.features.named_children()]
+        raise ValueError(f"no block {layer!r} in model.features; choose one of {names}")
+    shape: list[tuple[int, int]] = []
+    handle = block.register_forward_hook(lambda mod, i, o: shape.append(tuple(o.shape[-2:])))
+    try:
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 1, image_size, image_size, device=next(model.parameters()).device))
+        model.train(was)
+    finally:
+        handle.remove()
+    return shape[0]
+
 
 def layer_cams(model: nn.Module, x: torch.Tensor, layer: str,
                names_per_image: Sequence[Sequence[str]], index: dict[str, int]) -> np.ndarray:

@@ -52,12 +52,14 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300)
 def stop(proc: subprocess.Popen) -> None:
     """Stop the server started by this test (its process group, by PID), bounded."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
         try:
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=20)
+        except ProcessLookupError:  # it exited meanwhile
+            pass
 
 
 def start(cmd: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
@@ -76,14 +78,38 @@ def shots() -> Path:
 
 
 @pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory) -> tuple[Path, bool]:
-    """The demo run's trained checkpoints, else untrained routed ones (flag: trained?)."""
-    trained = project_paths("demo").checkpoints_dir
-    if all((trained / t / "best.json").is_file() for t in TASKS):
-        return trained, True
-    from xray_utils.bench.untrained import write_routed_checkpoints
+def run_folder(tmp_path_factory) -> tuple[Path, bool]:
+    """A temporary run folder for the servers, and whether its models are trained.
 
-    return write_routed_checkpoints(tmp_path_factory.mktemp("run") / "checkpoints", "chest"), False
+    With the demo run's trained checkpoints (``make demo``: runs/demo/checkpoints), the folder
+    links to them and to the demo run's manifests (read only: notebook 06 writes its record into
+    the temporary folder, never into runs/demo).  Without them (a fresh clone, CI after ``make
+    test``, whose notebook runs go to a temporary folder), it holds untrained checkpoints whose
+    heads route every image to the chest model (xray_utils.bench.untrained): the pages work the
+    same, their verdicts mean nothing.
+    """
+    run = tmp_path_factory.mktemp("browser_run")
+    demo = project_paths("demo")
+    if all((demo.checkpoints_dir / t / "best.json").is_file() for t in TASKS):
+        (run / "checkpoints").symlink_to(demo.checkpoints_dir.resolve(), target_is_directory=True)
+        if demo.manifests_dir.is_dir():
+            (run / "manifests").symlink_to(demo.manifests_dir.resolve(), target_is_directory=True)
+        trained = True
+    else:
+        from xray_utils.bench.untrained import write_routed_checkpoints
+
+        write_routed_checkpoints(run / "checkpoints", "chest")
+        trained = False
+    print(f"\nbrowser tests: {'trained demo' if trained else 'UNTRAINED routed'} checkpoints "
+          f"({demo.checkpoints_dir if trained else run / 'checkpoints'})")
+    return run, trained
+
+
+@pytest.fixture(scope="session")
+def checkpoints(run_folder) -> tuple[Path, bool]:
+    """The checkpoints folder the servers use, and whether its models are trained."""
+    run, trained = run_folder
+    return run / "checkpoints", trained
 
 
 @pytest.fixture(scope="session")
@@ -100,14 +126,26 @@ def browser():
         b.close()
 
 
-@pytest.fixture(scope="session")
-def film(tmp_path_factory) -> Path:
-    """The real film uploaded through the file chooser: pydicom-data's RG3_UNCR.dcm."""
+def _real_film(tmp_path_factory, name: str) -> Path:
     from pydicom.data import get_testdata_file
 
-    path = tmp_path_factory.mktemp("upload") / "RG3_UNCR.dcm"
-    shutil.copy(get_testdata_file("RG3_UNCR.dcm"), path)
+    path = tmp_path_factory.mktemp("upload") / name
+    shutil.copy(get_testdata_file(name), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def film(tmp_path_factory) -> Path:
+    """The real film uploaded on the app page: pydicom-data's RG3_UNCR.dcm (an ankle)."""
+    return _real_film(tmp_path_factory, "RG3_UNCR.dcm")
+
+
+@pytest.fixture(scope="session")
+def chest_film(tmp_path_factory) -> Path:
+    """The real film uploaded in notebook 06: pydicom-data's RG1_UNCR.dcm (a chest PA film).
+    Not RG3: Run All leaves the widget showing RG3 as an upload, so a second RG3 would change
+    neither the verdict nor the figure."""
+    return _real_film(tmp_path_factory, "RG1_UNCR.dcm")
 
 
 @pytest.fixture
@@ -125,11 +163,11 @@ def app_server(checkpoints, tmp_path):
 
 
 @pytest.fixture
-def lab_server(checkpoints, tmp_path):
+def lab_server(run_folder, tmp_path):
     """JupyterLab on 127.0.0.1 with a token, serving a copy of notebook 06 (so that autosave never
-    writes outputs into the committed notebook); XRAY_RUN_DIR points at the checkpoints' run, and
+    writes outputs into the committed notebook); XRAY_RUN_DIR is the temporary run folder, and
     figures go to a temporary folder."""
-    folder, _ = checkpoints
+    run, _ = run_folder
     root = tmp_path / "lab"
     root.mkdir()
     shutil.copy(REPO / "notebooks" / "06_diagnose_demo.ipynb", root)
@@ -146,7 +184,7 @@ def lab_server(checkpoints, tmp_path):
     settings.mkdir(parents=True)
     (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     proc = start(cmd, log, env={"JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
-                                "XRAY_RUN_DIR": str(folder.parent),
+                                "XRAY_RUN_DIR": str(run),
                                 "XRAY_FIGURES_DIR": str(tmp_path / "figures"),
                                 "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")})
     try:

@@ -362,14 +362,14 @@ class DiagnoseDemo:
         return result
 
     def _draw(self, finding: str | None) -> plt.Figure:
-        from IPython.display import display
-
         if self.figure is not None:
             plt.close(self.figure)
         self.figure = plot_diagnosis(self.result, finding)
-        self.output.clear_output(wait=True)
-        with self.output:
-            display(self.figure)
+        # set the Output widget's outputs directly rather than capturing a display() into it:
+        # the capture (and clear_output(wait=True)) depends on message routing that headless
+        # runners (papermill/nbclient) can leave waiting forever
+        self.output.outputs = ()
+        self.output.append_display_data(self.figure)
         plt.close(self.figure)  # shown through the Output widget, not again by the backend
         return self.figure
 

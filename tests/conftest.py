@@ -1,7 +1,6 @@
 """Shared fixtures: tiny synthetic task manifests for fast training tests, the shared folder."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +9,6 @@ import pytest
 from PIL import Image
 
 from xray_utils.config import paper
-from xray_utils.config.paths import REPO_ROOT
-
-
-def shared_dir() -> Path | None:
-    """``../shared`` beside the repository (or $XRAY_SHARED_DIR), if present."""
-    for cand in (os.environ.get("XRAY_SHARED_DIR"), REPO_ROOT.parent / "shared"):
-        if cand and Path(cand).is_dir():
-            return Path(cand)
-    return None
 
 
 def write_tiny_task(folder: Path, task: str, n: int = 80, size: int = 32, seed: int = 0) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import shared_dir
+from fixtures_real import shared_dir
 from test_notebooks_records import check_evaluation_records
 
 from xray_utils.cli.run import run_all

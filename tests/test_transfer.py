@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import shared_dir
+from fixtures_real import shared_dir
 
 from xray_utils.config import paper
 from xray_utils.evaluate.real_films import score_transfer

@@ -66,10 +66,12 @@ def read_pack_manifest(folder: str | Path = OPEN_FILMS_DIR) -> pd.DataFrame:
     return df
 
 
-def verify_checksums(folder: str | Path = OPEN_FILMS_DIR) -> list[str]:
-    """Files whose sha256 differs from the manifest's (empty when the pack is intact)."""
+def verify_checksums(folder: str | Path = OPEN_FILMS_DIR,
+                     df: pd.DataFrame | None = None) -> list[str]:
+    """Files whose sha256 differs from the manifest's (empty when the pack is intact); ``df``:
+    the manifest when the caller has already read it."""
     folder = Path(folder)
-    df = read_pack_manifest(folder)
+    df = read_pack_manifest(folder) if df is None else df
     return [f for f, want in zip(df["file"], df["sha256"])
             if hashlib.sha256((folder / f).read_bytes()).hexdigest() != want]
 
@@ -93,7 +95,7 @@ def load_open_films(folder: str | Path = OPEN_FILMS_DIR, seed: int = 0,
     folder = Path(folder).expanduser().resolve()
     df = read_pack_manifest(folder)
     if verify:
-        changed = verify_checksums(folder)
+        changed = verify_checksums(folder, df)
         if changed:
             raise DatasetError(f"{len(changed)} file(s) of {folder} differ from their checksum in "
                                f"{MANIFEST}, e.g. {changed[:3]}; restore them with "

@@ -178,13 +178,19 @@ def localisation_records(model: nn.Module, images: np.ndarray,
                              "iou": cam_iou(heat, scaled, threshold)})
     return pd.DataFrame(rows, columns=["image", "finding", "pointing", "iou"])
 
-def layer_grid(model: nn.Module, image_size: int, layer: str = "norm5") -> tuple[int, int]:
-    """The ``h x w`` grid of ``model.features.<layer>`` for ``image_size`` inputs (one dummy pass):
-    at 64 px, ``norm5`` is 2 x 2 and ``denseblock3`` 4 x 4."""
+def _block(model: nn.Module, layer: str) -> nn.Module:
+    """``model.features.<layer>``, or a ValueError naming the blocks there are."""
     block = getattr(model.features, layer, None)
     if not isinstance(block, nn.Module):
         names = [n for n, _ in model.features.named_children()]
         raise ValueError(f"no block {layer!r} in model.features; choose one of {names}")
+    return block
+
+
+def layer_grid(model: nn.Module, image_size: int, layer: str = "norm5") -> tuple[int, int]:
+    """The ``h x w`` grid of ``model.features.<layer>`` for ``image_size`` inputs (one dummy pass):
+    at 64 px, ``norm5`` is 2 x 2 and ``denseblock3`` 4 x 4."""
+    block = _block(model, layer)
     shape: list[tuple[int, int]] = []
     handle = block.register_forward_hook(lambda mod, i, o: shape.append(tuple(o.shape[-2:])))
     try:
@@ -202,10 +208,7 @@ def layer_cams(model: nn.Module, x: torch.Tensor, layer: str,
                names_per_image: Sequence[Sequence[str]], index: dict[str, int]) -> np.ndarray:
     """Grad-CAM maps ``(N, K, H, W)`` of ``model.features.<layer>``, filled for the classes
     named per image (other maps stay zero): one backward pass per (image, class)."""
-    block = getattr(model.features, layer, None)
-    if not isinstance(block, nn.Module):
-        names = [n for n, _ in model.features.named_children()]
-        raise ValueError(f"no block {layer!r} in model.features; choose one of {names}")
+    block = _block(model, layer)
     n, _, H, W = x.shape
     out = np.zeros((n, len(index), H, W), dtype=np.float32)
     cases = [(i, index[name]) for i, names in enumerate(names_per_image) for name in dict.fromkeys(names)]

@@ -520,3 +520,23 @@ def test_all_negative_accuracy_on_the_authors_test_split_is_the_papers_0_947():
     acc = ev.chest_label_scores(y, np.zeros_like(y), 0.5).mean()
     assert round(acc, 3) == paper.PAPER_RESULTS["chest_accuracy"]
     assert abs(acc - (1 - y.mean())) < 1e-12
+
+
+def test_rerun_differences_names_each_headline_figure():
+    """Two runs compared figure by figure; a figure one run lacks shows as missing, and the
+    balanced accuracies (one film can move them by 0.1 on the real types) are not headline."""
+    from xray_utils.evaluate.record import headline_figures, rerun_differences
+
+    old = {"xray_or_not": {"accuracy": 0.98}, "chest": {"mean_auc": 0.74},
+           "xray_type": {"accuracy": 0.9, "balanced_accuracy": 0.88},
+           "by_origin": {"xray_type": {"real": {"accuracy": 0.93, "balanced_accuracy": 0.6}}}}
+    new = json.loads(json.dumps(old))
+    new["chest"]["mean_auc"] = 0.70
+    del new["xray_or_not"]
+    assert set(headline_figures(old)) == {"Module I accuracy", "Module II accuracy", "Module III mean AUC",
+                                          "Module II accuracy, real test images"}
+    table = rerun_differences(new, old).set_index("figure")
+    assert table.loc["Module III mean AUC", "difference"] == pytest.approx(0.04)
+    assert table.loc["Module II accuracy, real test images", "difference"] == 0
+    assert pd.isna(table.loc["Module I accuracy", "difference"])
+    assert table.loc["Module I accuracy", "committed"] == 0.98

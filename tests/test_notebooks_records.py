@@ -142,3 +142,27 @@ def test_gradcam_fast_path_gives_the_backward_verdict(demo_run):
     target = loc.scale_boxes([b[1:] for b in boxes[0] if b[0] == f], sizes[0], (size, size))
     assert loc.pointing_game(heat, target, g["tolerance_px"]) == bool(
         rec.set_index("finding").loc[f, "pointing"])
+
+
+# ------------------------------------------------------------------------ the README's figures
+def test_rerun_reproduces_the_committed_figures(demo_run):
+    """The README's reproducibility statement, measured: this session's rerun of the chapters
+    gives every headline figure of the committed ``figures/demo/metrics.json`` (the README's
+    numbers) within ``RERUN_TOLERANCE``.  Fails when the code changed the results and the
+    figures were not regenerated with ``make demo``, or when a rerun is less reproducible than
+    the README says."""
+    from xray_utils.config.paths import REPO_ROOT
+    from xray_utils.evaluate.record import RERUN_TOLERANCE, rerun_differences
+
+    committed = read_metrics(REPO_ROOT / "figures" / "demo")
+    if not committed:
+        pytest.skip("no committed figures/demo/metrics.json")
+    paths = demo_run.through("05")
+    table = rerun_differences(read_metrics(paths.figures_dir), committed)
+    print(table.to_string(index=False))
+    (paths.run_dir / "rerun_differences.csv").write_text(table.to_csv(index=False))
+    assert table["difference"].notna().all(), f"figures missing in one of the runs:\n{table}"
+    worse = table[table["difference"] > RERUN_TOLERANCE]
+    assert worse.empty, (f"a rerun moved these headline figures by more than {RERUN_TOLERANCE} "
+                         f"from figures/demo/metrics.json (regenerate it with `make demo` if the "
+                         f"code changed the results):\n{worse.to_string(index=False)}")

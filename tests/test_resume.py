@@ -133,7 +133,12 @@ def test_a_broken_or_unsafe_last_pt_is_moved_aside(tiny_task, tmp_path, capsys, 
     assert list(last.parent.glob("last.pt.broken-*")) and result.epochs_run == 1
 
 
-def test_changed_settings_keep_the_earlier_best(tiny_task, tmp_path, capsys):
+@pytest.mark.parametrize("change,shown", [({"LR": 5e-4}, "-> 0.0005"),
+                                          ({"AUGMENT": "hv_flip"}, "-> 'hv_flip'"),
+                                          ({"RECIPE": "authors_code"}, "-> 'authors_code'")])
+def test_changed_settings_keep_the_earlier_best(tiny_task, tmp_path, capsys, change, shown):
+    """Any setting that changes what the training does (here the rate, the augmentation, the
+    recipe) starts over instead of resuming, and the earlier best model is kept aside."""
     from xray_utils.train.training import train_task
 
     torch.set_num_threads(1)
@@ -143,9 +148,9 @@ def test_changed_settings_keep_the_earlier_best(tiny_task, tmp_path, capsys):
     folder = paths.checkpoint_dir("xray_or_not")
     before = (folder / "best.safetensors").read_bytes()
     capsys.readouterr()
-    train_task("xray_or_not", manifest, paths, _cfg(LR=5e-4), verbose=False)
+    train_task("xray_or_not", manifest, paths, _cfg(**change), verbose=False)
     out = capsys.readouterr().out
-    assert "settings changed" in out and "LR: " in out and "-> 0.0005" in out
+    assert "settings changed" in out and f"{next(iter(change))}: " in out and shown in out
     kept = list(folder.glob("best.*.safetensors"))
     assert len(kept) == 1 and kept[0].read_bytes() == before
     assert kept[0].with_suffix(".json").is_file()

@@ -91,8 +91,9 @@ def make_criterion(cfg: Mapping[str, Any], task: str) -> torch.nn.Module:
 
 #: Settings that must match for a saved state to be resumed (EPOCHS may grow, except under the
 #: one-cycle schedule, which spans the planned epochs).
-_RESUME_KEYS = ("TASK", "IMAGE_SIZE", "BATCH_SIZE", "LR", "OPTIMIZER", "WEIGHT_DECAY", "SEED",
-                "PRETRAINED", "MAX_TRAIN", "LOSS", "SCHEDULER", "INIT_FROM")
+_RESUME_KEYS = ("TASK", "RECIPE", "IMAGE_SIZE", "BATCH_SIZE", "LR", "OPTIMIZER", "BETAS",
+                "WEIGHT_DECAY", "SEED", "PRETRAINED", "MAX_TRAIN", "LOSS", "AUGMENT", "NORMALIZE",
+                "SCHEDULER", "INIT_FROM")
 
 
 @dataclass

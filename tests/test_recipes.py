@@ -128,10 +128,16 @@ def test_notebook_runner_refuses_before_running(tmp_path):
         check_parameters("demo", training, {"EPOCHS": 0})
     with pytest.raises(SettingsError, match=r"-p EPOCH: no selected notebook .* did you mean EPOCHS"):
         check_parameters("demo", training, {"EPOCH": 2})
-    undeclared = {"LOSS", "RECIPE"} - set().union(*(notebook_parameters(nb) for nb in training))
-    for key in undeclared:  # a setting no notebook passes on would be silently ignored: refused
-        with pytest.raises(SettingsError, match=f"-p {key}: no selected notebook"):
-            check_parameters("full", training, {key: "bce"})
+    # every training chapter takes the recipe and the augmentation, chapter 03 also the loss
+    assert all({"RECIPE", "AUGMENT"} <= notebook_parameters(nb) for nb in training)
+    assert "LOSS" in notebook_parameters(training[2])
+    check_parameters("full", training, {"RECIPE": "published", "AUGMENT": "hv_flip",
+                                        "LOSS": "bce_pos_weight"})
+    with pytest.raises(SettingsError, match="AUGMENT 'mixup' is not supported"):
+        check_parameters("demo", training, {"AUGMENT": "mixup"})
+    # a setting no selected notebook passes on would be silently ignored: refused
+    with pytest.raises(SettingsError, match="-p DEMO_CHEST: no selected notebook"):
+        check_parameters("demo", training, {"DEMO_CHEST": 100})
 
 
 def test_train_command_refuses_bad_settings_before_any_work(tmp_path, capsys):

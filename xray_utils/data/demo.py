@@ -45,6 +45,7 @@ _CHUNK = 48
 #: ``source`` of every generated image in the manifests (real images carry their dataset's name).
 SOURCE = "demo"
 
+
 def real_demo_films() -> dict[str, Path]:
     """Paths of the two real radiographs shipped with ``pydicom-data`` (used as real examples,
     never for training): ``{"chest_pa": .../RG1_UNCR.dcm, "ankle": .../RG3_UNCR.dcm}``."""

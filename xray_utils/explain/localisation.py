@@ -193,13 +193,13 @@ def layer_grid(model: nn.Module, image_size: int, layer: str = "norm5") -> tuple
     block = _block(model, layer)
     shape: list[tuple[int, int]] = []
     handle = block.register_forward_hook(lambda mod, i, o: shape.append(tuple(o.shape[-2:])))
+    was = model.training
+    model.eval()
     try:
-        was = model.training
-        model.eval()
         with torch.no_grad():
             model(torch.zeros(1, 1, image_size, image_size, device=next(model.parameters()).device))
-        model.train(was)
     finally:
+        model.train(was)
         handle.remove()
     return shape[0]
 

@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from xray_utils.config import paper
-from xray_utils.data.phantoms import render
+from xray_utils.sources.phantoms import render
 
 # the statistics live beside the tests that assert the same on a smaller sample
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from xray_utils.bench import untrained
+from xray_utils import untrained
 
 
 @dataclass(frozen=True)
@@ -199,5 +199,5 @@ ROUTES = untrained.ROUTES
 def write_tiny_checkpoints(folder: str | Path, route: str = "chest", image_size: int = 32,
                            seed: int = 0, type_only_as: str = "hand") -> Path:
     """Untrained checkpoints forcing ``route`` (see
-    :func:`xray_utils.bench.untrained.write_routed_checkpoints`)."""
+    :func:`xray_utils.untrained.write_routed_checkpoints`)."""
     return untrained.write_routed_checkpoints(folder, route, image_size, seed, type_only_as)

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from xray_utils.config import paper
-from xray_utils.data.public import FILES, MEDNIST_CLASSES, PublicFile
+from xray_utils.sources.public import FILES, MEDNIST_CLASSES, PublicFile
 
 #: Split sizes of the fixture ChestMNIST npz (the real one: 78,468 / 11,219 / 22,433).
 CHESTMNIST_COUNTS: Mapping[str, int] = {"train": 14, "val": 4, "test": 6}

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import torch
 
-from xray_utils.bench import harness as bench
+from tools.bench import harness as bench
 from xray_utils.cli.run import list_notebooks
 from xray_utils.config import paper
 

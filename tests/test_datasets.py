@@ -29,8 +29,9 @@ from fixtures_real import (
 )
 
 from xray_utils.config import paper
-from xray_utils.data import labelled_folder, manifests
-from xray_utils.data.real import (
+from xray_utils.data import manifests
+from xray_utils.sources import labelled_folder
+from xray_utils.sources.paper import (
     ADAPTERS,
     FULL_SOURCES,
     DatasetError,
@@ -450,7 +451,7 @@ def test_duplicates_across_sources_are_found_by_content(tmp_path):
     photo.write_bytes(files[0].read_bytes())  # the same file shipped in two sources
     both = pd.concat([imagenet.load(tmp_path / "imagenet"), dental.load(tmp_path / "dental")],
                      ignore_index=True)
-    from xray_utils.data.real import check_duplicates
+    from xray_utils.sources.paper import check_duplicates
     assert check_duplicates(both) is both  # paths differ
     with pytest.raises(DuplicateImagesError,
                        match=r"1 image\(s\) appear more than once .*\[imagenet\].*\[dental\]"

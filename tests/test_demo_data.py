@@ -1,4 +1,4 @@
-"""The demo dataset builder (xray_utils.data.demo) and the real DICOM films it points to."""
+"""The demo dataset builder (xray_utils.sources.demo) and the real DICOM films it points to."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from xray_utils.config import paper
-from xray_utils.data import demo, manifests
+from xray_utils.data import manifests
 from xray_utils.data.imageio import read_gray
+from xray_utils.sources import demo
 
 TINY = dict(image_size=32, per_type=2, n_chest=12, n_photos=6, seed=3)
 

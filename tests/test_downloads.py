@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from fixtures_real import shared_dir
 
-from xray_utils.data import download as downloads
-from xray_utils.data.download import (
+from xray_utils.sources import download as downloads
+from xray_utils.sources.download import (
     DownloadError,
     RemoteFile,
     fetch,
     fetch_authors_split,
     fetch_many,
 )
-from xray_utils.data.real import read_authors_split
+from xray_utils.sources.paper import read_authors_split
 
 SPLIT = shared_dir() / "reference" / "is2ai-chest-split" if shared_dir() else None
 needs_split = pytest.mark.skipif(

@@ -10,9 +10,9 @@ import pytest
 
 from xray_utils.config import paper
 from xray_utils.config.paths import OPEN_FILMS_DIR, REPO_ROOT
-from xray_utils.data.dataset_spec import DatasetError
 from xray_utils.data.manifests import IMAGE_COLUMNS, check_no_leakage
-from xray_utils.data.open_films import MANIFEST, is_real, load_open_films, verify_checksums
+from xray_utils.sources.dataset_spec import DatasetError
+from xray_utils.sources.open_films import MANIFEST, is_real, load_open_films, verify_checksums
 
 DOCS = {MANIFEST, "README.md"}
 

@@ -1,4 +1,4 @@
-"""The radiograph phantoms, chest findings and photographs (xray_utils.data.phantoms)."""
+"""The radiograph phantoms, chest findings and photographs (xray_utils.sources.phantoms)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,13 +9,13 @@ from scipy import ndimage as ndi
 from xray_utils.config import paper
 from xray_utils.data import manifests
 from xray_utils.data.imageio import resize_gray
-from xray_utils.data.phantoms import (
+from xray_utils.sources.phantoms import (
     render,
     render_chest,
     render_photo,
     sample_findings,
 )
-from xray_utils.data.phantoms.physics import Canvas, View, line_bundle, lowpass, streams, tube
+from xray_utils.sources.phantoms.physics import Canvas, View, line_bundle, lowpass, streams, tube
 
 KINDS = (*paper.XRAY_TYPES, "photo")
 
@@ -181,7 +181,7 @@ def _canvas(size: int = 64, scale: float = 4.0) -> Canvas:
 
 
 def test_tube_vectorised_path_matches_the_segment_loop(monkeypatch):
-    import xray_utils.data.phantoms.physics as ph
+    import xray_utils.sources.phantoms.physics as ph
 
     pts = [(-5.0, -3.0), (-1.0, -2.0), (2.0, 1.0), (4.0, 5.0)]
     kw = dict(radii=[0.9, 0.7, 0.8, 1.1], mu=0.4, cortex=[0.1, 0.3, 0.3, 0.1], mu_in=[0.1, 0.02, 0.02, 0.1],

@@ -24,7 +24,6 @@ from PIL import Image
 
 from xray_utils.cli import download as cli_download
 from xray_utils.config import paper
-from xray_utils.data import public
 from xray_utils.data.imageio import read_gray
 from xray_utils.data.manifests import (
     IMAGE_COLUMNS,
@@ -34,6 +33,7 @@ from xray_utils.data.manifests import (
     read_task_manifest,
     write_task_manifests,
 )
+from xray_utils.sources import public
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,8 @@ import torch
 from xray_utils.cli.run import check_parameters, list_notebooks, notebook_parameters
 from xray_utils.config import paper
 from xray_utils.config.profiles import SettingsError, settings
-from xray_utils.train.training import PosWeightBCE, describe_settings, make_criterion
+from xray_utils.train.lessons import describe_settings
+from xray_utils.train.training import PosWeightBCE, make_criterion
 
 SOURCES = {"paper", "published", "authors' code", "our assumption", "our addition", "our choice"}
 
@@ -181,7 +182,7 @@ def test_authors_code_recipe_trains_with_tiny_settings(tiny_task, tmp_path):
     cfg = settings("full", "chest", RECIPE="authors_code", IMAGE_SIZE=32, EPOCHS=2, BATCH_SIZE=16,
                    MAX_TRAIN=32, NUM_WORKERS=0, DEVICE="cpu", PRETRAINED=False, AMP=False)
     assert (cfg["LOSS"], cfg["AUGMENT"], cfg["SCHEDULER"]["factor"]) == ("bce_pos_weight", "hv_flip", 0.25)
-    result = train_task("chest", manifest, paths, cfg, verbose=False)
+    result = train_task(paths, cfg, manifest, verbose=False)
     assert result.epochs_run == 2
     meta = json.loads(result.best_checkpoint.read_text())
     assert meta["training"]["LOSS"] == "bce_pos_weight" and meta["training"]["RECIPE"] == "authors_code"

@@ -42,7 +42,7 @@ elif kill.startswith("end:"):  # SIGKILL between epochs, right after epoch E was
 run = sys.argv[2]
 paths = project_paths("demo", data_dir=run + "/data", run_dir=run, figures_dir=run + "/fig").ensure()
 cfg = settings("demo", "xray_or_not", IMAGE_SIZE=32, EPOCHS=3, BATCH_SIZE=8, NUM_WORKERS=0)
-r = training.train_task("xray_or_not", sys.argv[1], paths, cfg, verbose=False)
+r = training.train_task(paths, cfg, sys.argv[1], verbose=False)
 print("DONE", r.epochs_run, "RESUMED", r.resumed_from)
 """
 
@@ -96,14 +96,15 @@ def _cfg(**kw):
 def test_a_locked_run_folder_is_refused(tiny_task, tmp_path):
     from filelock import FileLock
 
-    from xray_utils.train.training import RunFolderBusy, train_task
+    from xray_utils.train.state import RunFolderBusy
+    from xray_utils.train.training import train_task
 
     paths = _paths(tmp_path / "run")
     folder = paths.checkpoint_dir("xray_or_not")
     folder.mkdir(parents=True)
     with FileLock(str(folder / "train.lock")):
         with pytest.raises(RunFolderBusy, match="in use by another training"):
-            train_task("xray_or_not", tiny_task("xray_or_not", n=40), paths, _cfg(), verbose=False)
+            train_task(paths, _cfg(), tiny_task("xray_or_not", n=40), verbose=False)
 
 
 class Payload:
@@ -118,7 +119,7 @@ def test_a_broken_or_unsafe_last_pt_is_moved_aside(tiny_task, tmp_path, capsys, 
     torch.set_num_threads(1)
     manifest = tiny_task("xray_or_not", n=40)
     paths = _paths(tmp_path / "run")
-    train_task("xray_or_not", manifest, paths, _cfg(), verbose=False)
+    train_task(paths, _cfg(), manifest, verbose=False)
     last = paths.checkpoint_dir("xray_or_not") / "last.pt"
     if content == "truncated":
         last.write_bytes(last.read_bytes()[:5000])
@@ -126,7 +127,7 @@ def test_a_broken_or_unsafe_last_pt_is_moved_aside(tiny_task, tmp_path, capsys, 
         torch.save({"model": Payload(), "epoch": 1, "fingerprint": "{}"}, last,
                    pickle_protocol=pickle.HIGHEST_PROTOCOL)
     capsys.readouterr()
-    result = train_task("xray_or_not", manifest, paths, _cfg(), verbose=False)
+    result = train_task(paths, _cfg(), manifest, verbose=False)
     out = capsys.readouterr().out
     assert "cannot be read safely" in out and "moved aside" in out
     assert "weights_only" not in out and "PWNED" not in out
@@ -144,11 +145,11 @@ def test_changed_settings_keep_the_earlier_best(tiny_task, tmp_path, capsys, cha
     torch.set_num_threads(1)
     manifest = tiny_task("xray_or_not", n=40)
     paths = _paths(tmp_path / "run")
-    train_task("xray_or_not", manifest, paths, _cfg(), verbose=False)
+    train_task(paths, _cfg(), manifest, verbose=False)
     folder = paths.checkpoint_dir("xray_or_not")
     before = (folder / "best.safetensors").read_bytes()
     capsys.readouterr()
-    train_task("xray_or_not", manifest, paths, _cfg(**change), verbose=False)
+    train_task(paths, _cfg(**change), manifest, verbose=False)
     out = capsys.readouterr().out
     assert "settings changed" in out and f"{next(iter(change))}: " in out and shown in out
     kept = list(folder.glob("best.*.safetensors"))

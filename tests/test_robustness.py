@@ -356,8 +356,8 @@ def _folder(tmp_path, rows, header="file,is_xray,xray_type,labels"):
     ("link.png", "points outside"),
 ])
 def test_labelled_folder_paths_stay_inside(tmp_path, rel, words):
-    from xray_utils.data import labelled_folder
-    from xray_utils.data.dataset_spec import DatasetError
+    from xray_utils.sources import labelled_folder
+    from xray_utils.sources.dataset_spec import DatasetError
 
     root = _folder(tmp_path, ["f0.png,1,chest,No Finding", f"{rel},1,chest,No Finding"])
     os.symlink(tmp_path / "outside.png", root / "link.png")
@@ -366,8 +366,8 @@ def test_labelled_folder_paths_stay_inside(tmp_path, rel, words):
 
 
 def test_labelled_folder_refuses_corrupt_images_misspelt_labels_and_empty_csv(tmp_path):
-    from xray_utils.data import labelled_folder
-    from xray_utils.data.dataset_spec import DatasetError
+    from xray_utils.sources import labelled_folder
+    from xray_utils.sources.dataset_spec import DatasetError
 
     root = _folder(tmp_path, ["f0.png,1,chest,Efusion|Mass", "f1.png,1,chest,No Finding"])
     with pytest.raises(DatasetError, match=r"Efusion.*'Effusion'\?.*Valid labels: Atelectasis"):

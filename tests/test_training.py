@@ -24,8 +24,8 @@ from xray_utils.models import (
     save_checkpoint,
     to_model_input,
 )
+from xray_utils.train.lessons import describe_settings
 from xray_utils.train.training import (
-    describe_settings,
     init_source,
     make_optimizer,
     make_scheduler,
@@ -39,7 +39,7 @@ def _train(manifest, run_dir, task="xray_or_not", **overrides):
                           figures_dir=run_dir / "fig").ensure()
     cfg = settings("demo", task, **{"IMAGE_SIZE": 32, "EPOCHS": 2, "BATCH_SIZE": 16,
                                     "MAX_TRAIN": None, **overrides})
-    return train_task(task, manifest, paths, cfg, verbose=False), paths
+    return train_task(paths, cfg, manifest, verbose=False), paths
 
 
 def test_training_learns_and_saves_a_self_describing_checkpoint(tiny_task, tmp_path):
@@ -92,7 +92,7 @@ def test_interrupted_training_resumes_at_next_epoch(tiny_task, tmp_path):
         paths = project_paths("demo", data_dir=r"{run}/data", run_dir=r"{run}",
                               figures_dir=r"{run}/fig").ensure()
         cfg = settings("demo", "xray_or_not", IMAGE_SIZE=48, EPOCHS=3, BATCH_SIZE=16)
-        r = train_task("xray_or_not", r"{manifest}", paths, cfg, verbose=False)
+        r = train_task(paths, cfg, r"{manifest}", verbose=False)
         print("EPOCHS", r.epochs_run, "RESUMED", r.resumed_from)
     """))
     last = run / "checkpoints" / "xray_or_not" / "last.pt"
@@ -120,7 +120,7 @@ def test_interrupted_training_resumes_at_next_epoch(tiny_task, tmp_path):
     cfg = settings("demo", "xray_or_not", IMAGE_SIZE=48, EPOCHS=3, BATCH_SIZE=16)
     assert cfg["SCHEDULER"]["name"] == "OneCycleLR"
     torch.set_num_threads(1)
-    ref = train_task("xray_or_not", manifest, paths, cfg, verbose=False).history
+    ref = train_task(paths, cfg, manifest, verbose=False).history
     lr = lambda h: h[(h["loader"] == "train") & (h["metric"] == "lr")].set_index("epoch")["value"]
     assert np.allclose(lr(history).sort_index(), lr(ref).sort_index(), rtol=1e-6), (lr(history), lr(ref))
 

@@ -4,15 +4,20 @@
 room                   what it holds
 =====================  ====================================================================
 ``config``             the paper's facts (``paper``), profiles, folders (``paths``), seeds
-``data``               image reading, cache, manifests, loaders, data figures, the sources
+``data``               what the model reads: image reader, manifests, cache, loaders, data figures
+``sources``            where images come from: the profile's choice, demo and phantoms, the paper's
+                       datasets, the public datasets, the downloader, the open films, labelled folders
 ``models``             DenseNet-121 factory, model input, checkpoints
-``train``              Catalyst trainings of the three modules, resume
+``train``              the training (``training``), its saved state and lock (``state``), lessons
 ``evaluate``           predictions, metrics, figures, scoring on real films
 ``explain``            Grad-CAM, localisation scores, heatmap figures
 ``diagnose``           the decision rule, ``Diagnoser``/``diagnose()``, the widget
 ``cli``                ``python -m xray_utils COMMAND``
-``bench``              the benchmark harness behind ``python -m xray_utils bench``
+``untrained``          untrained checkpoints that force a route (tests, benchmarks)
 =====================  ====================================================================
+
+The benchmark harness behind ``python -m xray_utils bench`` is not part of the package: it lives in
+``tools/bench`` at the top of the repository.
 
 The front door: the names the notebooks use most can be imported from here, e.g.
 ``from xray_utils import paper, project_paths, settings, train_task``.  They are loaded on
@@ -37,7 +42,7 @@ _EXPORTS: dict[str, str] = {
     "to_model_input": "xray_utils.models",
     "resolve_device": "xray_utils.models",
     "train_task": "xray_utils.train.training",
-    "describe_settings": "xray_utils.train.training",
+    "describe_settings": "xray_utils.train.lessons",
     "read_metrics": "xray_utils.evaluate.record",
     "update_metrics": "xray_utils.evaluate.record",
     "plot_learning_curves": "xray_utils.evaluate.plots",

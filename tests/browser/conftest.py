@@ -85,7 +85,7 @@ def run_folder(tmp_path_factory) -> tuple[Path, bool]:
     links to them and to the demo run's manifests (read only: notebook 06 writes its record into
     the temporary folder, never into runs/demo).  Without them (a fresh clone, CI after ``make
     test``, whose notebook runs go to a temporary folder), it holds untrained checkpoints whose
-    heads route every image to the chest model (xray_utils.bench.untrained): the pages work the
+    heads route every image to the chest model (xray_utils.untrained): the pages work the
     same, their verdicts mean nothing.
     """
     run = tmp_path_factory.mktemp("browser_run")
@@ -96,7 +96,7 @@ def run_folder(tmp_path_factory) -> tuple[Path, bool]:
             (run / "manifests").symlink_to(demo.manifests_dir.resolve(), target_is_directory=True)
         trained = True
     else:
-        from xray_utils.bench.untrained import write_routed_checkpoints
+        from xray_utils.untrained import write_routed_checkpoints
 
         write_routed_checkpoints(run / "checkpoints", "chest")
         trained = False

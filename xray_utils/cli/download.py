@@ -1,6 +1,6 @@
 """Command line: ``python -m xray_utils download public [--only NAME] [--offline] [--cache DIR]``.
 
-Downloads the openly licensed datasets of the ``public`` profile (:mod:`xray_utils.data.public`):
+Downloads the openly licensed datasets of the ``public`` profile (:mod:`xray_utils.sources.public`):
 checksummed, resumable (run it again after an interruption), with progress bars; then extracts
 the archives and writes the ChestMNIST PNGs once, so the notebooks start at once.
 
@@ -20,7 +20,7 @@ import sys
 from typing import Any, TextIO
 
 from xray_utils.config.profiles import settings
-from xray_utils.data import public
+from xray_utils.sources import public
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     for name in used:
         d = public.DATASETS[name]
         print(f"  {d.title}: {d.licence.split(';')[0]}", file=out)
-    print("Cite them where you show results: print(xray_utils.data.public.citations()).", file=out)
+    print("Cite them where you show results: print(xray_utils.sources.public.citations()).", file=out)
     return 0
 
 

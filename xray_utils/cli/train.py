@@ -27,7 +27,7 @@ def main(args) -> int:
         print(f"task manifest not found: {manifest}. Run notebook 00 first "
               f"(python -m xray_utils run --profile {args.profile} --only 00).")
         return 2
-    result = train_task(args.task, manifest, paths, cfg)
+    result = train_task(paths, cfg)
     print(json.dumps(result.summary(), indent=2))
     return 0
 

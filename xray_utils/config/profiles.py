@@ -20,10 +20,10 @@ _COMMON: Mapping[str, Mapping[str, Any]] = {
     "demo": {
         "IMAGE_SIZE": 64, "BATCH_SIZE": 32, "NUM_WORKERS": 0, "DEVICE": "auto",
         "PRETRAINED": False, "AMP": False, "SEED": 0,
-        # demo dataset generation (see xray_utils.data.demo)
+        # demo dataset generation (see xray_utils.sources.demo)
         "DEMO_IMAGE_SIZE": 128, "DEMO_PER_TYPE": 200, "DEMO_CHEST": 3000,
         "DEMO_PHOTOS": 1000,
-        # the real films shipped in data/open-films (xray_utils.data.open_films): mixed into
+        # the real films shipped in data/open-films (xray_utils.sources.open_films): mixed into
         # Modules I-II (every shipped chest film, not the paper's 10 %: there are only 400) and
         # tested on in every module; REAL_CHEST_TRAINING: whether Module III also trains on them
         "OPEN_FILMS": True, "REAL_CHEST_FRACTION": 1.0, "REAL_CHEST_TRAINING": True,

@@ -1,2 +1,2 @@
-"""Data: image reading, the preprocessing cache, manifests, loaders, data figures, and the sources
-(demo generator, real dataset adapters, public datasets, one downloader, labelled folders)."""
+"""What the model reads: the image reader (``imageio``), manifests, the preprocessing cache,
+the loaders and the data figures.  Where the images come from is :mod:`xray_utils.sources`."""

@@ -23,14 +23,14 @@ import numpy as np
 
 from xray_utils.config import paper
 from xray_utils.config.paths import ProjectPaths
-from xray_utils.data.demo import REAL_DEMO_FILMS
 from xray_utils.data.imageio import ImageReadError, read_gray_bytes
 from xray_utils.data.manifests import ManifestError, read_task_manifest
 from xray_utils.diagnose import rule as chain
 from xray_utils.diagnose.diagnoser import Diagnoser, Diagnosis
+from xray_utils.sources.demo import REAL_DEMO_FILMS
 
 #: The real films of ``pydicom-data`` (file name -> what it shows), from the one list in
-#: :data:`xray_utils.data.demo.REAL_DEMO_FILMS`.
+#: :data:`xray_utils.sources.demo.REAL_DEMO_FILMS`.
 DICOM_FILMS: Mapping[str, str] = {file: f"real {what} (pydicom-data)"
                                   for file, what in REAL_DEMO_FILMS.values()}
 

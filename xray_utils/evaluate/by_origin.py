@@ -15,7 +15,6 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from xray_utils.data.demo import SOURCE as GENERATED_SOURCE
 from xray_utils.evaluate.metrics import (
     CI_LEVEL,
     DEFAULT_RESAMPLES,
@@ -26,6 +25,7 @@ from xray_utils.evaluate.metrics import (
     xray_type_metrics,
 )
 from xray_utils.evaluate.predictions import load_predictions
+from xray_utils.sources.demo import SOURCE as GENERATED_SOURCE
 
 ORIGINS: tuple[str, ...] = ("generated", "real")
 #: Metric files' section for these figures in ``metrics.json``.

@@ -60,7 +60,7 @@ def score_transfer(checkpoints_dir: str | Path | None = None,
         where = f" ({samples_dir} has no labels.csv)" if samples_dir else ""
         raise FileNotFoundError(
             f"no labelled folder of real images{where}: pass samples_dir (a folder with "
-            f"labels.csv, see xray_utils.data.labelled_folder) or set {REAL_SAMPLES_ENV}")
+            f"labels.csv, see xray_utils.sources.labelled_folder) or set {REAL_SAMPLES_ENV}")
     samples_dir = found
     labels = pd.read_csv(samples_dir / "labels.csv", dtype=str, keep_default_na=False)
     if only_files is not None:

@@ -14,7 +14,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from xray_utils.config import paper
 from xray_utils.evaluate.record import read_metrics, update_metrics
+from xray_utils.train.training import init_from_name
 
 #: What each file of a module's run folder (``<run>/checkpoints/<task>/``) is for.
 RUN_FOLDER_FILES: Mapping[str, str] = {
@@ -117,3 +119,84 @@ def radam_rectification(beta2: float, steps: int) -> pd.DataFrame:
              if adaptive else None)
         rows.append((t, rho, "adaptive (Adam-like)" if adaptive else "momentum only", r))
     return pd.DataFrame(rows, columns=["step", "rho", "update", "rectification r"]).set_index("step")
+
+
+def initial_weights(cfg: Mapping[str, Any]) -> str:
+    """Where a training starts: ``"ImageNet"``, ``"random"`` or ``"from <INIT_FROM>"``."""
+    value = init_from_name(cfg)
+    if value is not None:
+        return f"from {value}"
+    return "ImageNet" if cfg.get("PRETRAINED") else "random"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def _loss_text(loss: Any) -> str:
+    if str(loss) == "bce_pos_weight":
+        return f"bce_pos_weight {tuple(int(w) for w in paper.AUTHORS_POS_WEIGHT)}"
+    return str(loss)
+
+
+#: What ``describe_settings`` lists: (setting name, label, how to show the value).
+_DESCRIBED: tuple[tuple[str, str], ...] = (
+    ("OPTIMIZER", "optimizer"), ("LR", "learning rate"), ("BETAS", "betas"),
+    ("WEIGHT_DECAY", "weight decay"), ("SCHEDULER", "scheduler"), ("EPOCHS", "epochs"),
+    ("LOSS", "loss"), ("PRETRAINED", "initial weights"), ("IMAGE_SIZE", "image size (px)"),
+    ("BATCH_SIZE", "batch size"), ("AUGMENT", "augmentation (training)"),
+    ("NORMALIZE", "normalisation"), ("SEED", "seed"), ("AMP", "mixed precision"),
+    ("MAX_TRAIN", "training images"), ("DEVICE", "device"),
+)
+
+
+def describe_settings(cfg: Mapping[str, Any], task: str) -> pd.DataFrame:
+    """This run's settings beside the chosen recipe's (``cfg["RECIPE"]``), each with its source.
+
+    One row per setting the training uses.  ``source``: where this run's value comes from --
+    ``paper`` (the preprint), ``published`` (EMBC 2020), ``authors' code``, ``our assumption``
+    (the paper is silent), ``our addition`` / ``our choice`` (not in the paper), the demo
+    profile's own value, or ``override (-p)``.  ``recipe``: the recipe's value; ``same``:
+    whether this run follows it.
+    """
+    from xray_utils.config.profiles import PROFILE_SOURCES, RUN_SOURCES, settings
+
+    profile = str(cfg.get("PROFILE", "full"))
+    name = str(cfg.get("RECIPE") or paper.DEFAULT_RECIPE)
+    ref = paper.recipe(name, task)
+    default = settings(profile, task, RECIPE=name)
+    rows = []
+    for key, label in _DESCRIBED:
+        value = cfg.get(key)
+        if key == "PRETRAINED":
+            shown = initial_weights(cfg)
+            ref_shown = "ImageNet" if ref[key][0] else "random (from scratch)"
+            shown = "random (from scratch)" if shown == "random" else shown
+        elif key == "LOSS":
+            shown, ref_shown = _loss_text(value), _loss_text(ref[key][0])
+        elif key == "MAX_TRAIN":
+            shown, ref_shown = (value or "all"), "all"
+        else:
+            shown = _fmt(tuple(value) if key == "BETAS" else value)
+            ref_shown = _fmt(ref[key][0]) if key in ref else "not stated"
+        is_default = _fmt(value) == _fmt(default.get(key)) and (
+            key != "PRETRAINED" or init_from_name(cfg) == init_from_name(default))
+        if not is_default:
+            source = "override (-p)"
+        elif key in PROFILE_SOURCES.get(profile, {}):
+            source = PROFILE_SOURCES[profile][key]
+        elif profile == "demo" and key in ref and _fmt(value) != _fmt(ref[key][0]):
+            source = "demo profile (fast CPU setting)"
+        elif key == "PRETRAINED" and init_from_name(cfg) is not None:
+            source = paper.SOURCE_ADDITION + " (transfer from another module)"
+        elif key in ref:
+            source = ref[key][1]
+        else:
+            source = RUN_SOURCES.get(key, paper.SOURCE_ADDITION)
+        in_recipe = key in ref or key == "MAX_TRAIN"
+        rows.append((label, shown, source, ref_shown if in_recipe else "(not part of a recipe)",
+                     str(shown) == str(ref_shown) if in_recipe else True))
+    columns = ["setting", f"this run ({profile})", "source", f"recipe: {name}", "same"]
+    return pd.DataFrame(rows, columns=columns).set_index("setting")

@@ -22,7 +22,7 @@ Module II covers nine of the paper's 14 X-ray types (:data:`PUBLIC_XRAY_TYPES`);
 are missing is in :data:`MISSING_XRAY_TYPES`.
 
 Downloads (:func:`fetch_public`) go through the project's one downloader
-(:mod:`xray_utils.data.download`: resumable, checksummed, with a deadline): the finished file
+(:mod:`xray_utils.sources.download`: resumable, checksummed, with a deadline): the finished file
 must match a published checksum (md5, as the publishers give them) or is deleted.  Where no
 checksum is published (none of the files chosen so far), the sha256 of the first download is
 recorded in ``<cache>/public/checksums.json`` and later downloads must match it.
@@ -55,7 +55,9 @@ from tqdm.auto import tqdm
 
 from xray_utils.config import paper
 from xray_utils.config.paths import MIRROR_ENV, downloads_dir, is_offline  # noqa: F401 (MIRROR_ENV: re-exported)
-from xray_utils.data.download import (
+from xray_utils.data.imageio import ImageReadError, read_gray
+from xray_utils.data.manifests import IMAGE_COLUMNS, SPLITS, assign_splits
+from xray_utils.sources.download import (
     DownloadError,
     _mark_verified,
     _marker,
@@ -65,9 +67,7 @@ from xray_utils.data.download import (
     url_reachable,
     verify_file,
 )
-from xray_utils.data.imageio import ImageReadError, read_gray
-from xray_utils.data.labelled_folder import load as load_labelled_folder
-from xray_utils.data.manifests import IMAGE_COLUMNS, SPLITS, assign_splits
+from xray_utils.sources.labelled_folder import load as load_labelled_folder
 
 #: Sub-folder of the downloads folder that holds everything of this module.
 SUBDIR = "public"
@@ -432,7 +432,7 @@ def fetch_public(names: Iterable[str] | None = None, *, cache_dir: str | os.Path
                  timeout: float = 60.0, deadline: float | None = None) -> dict[str, Path]:
     """Download (or find in the cache) the public files; returns ``{name: local path}``.
 
-    ``deadline``: seconds each file may take (:func:`~xray_utils.data.download.download_deadline`).
+    ``deadline``: seconds each file may take (:func:`~xray_utils.sources.download.download_deadline`).
 
     Verified files are reused.  Offline, every missing or corrupt file is reported in one
     :class:`PublicDataMissing`.  Online, a corrupt cached file is deleted and fetched again;
@@ -915,5 +915,5 @@ def citations(datasets: Iterable[str] | None = None) -> str:
                      + (f" *{d.notes}*" if d.notes else ""))
     missing = ", ".join(MISSING_XRAY_TYPES)
     lines += ["", f"Module II covers {', '.join(PUBLIC_XRAY_TYPES)}; no open source is used here "
-              f"for {missing} (see `xray_utils.data.public.MISSING_XRAY_TYPES`)."]
+              f"for {missing} (see `xray_utils.sources.public.MISSING_XRAY_TYPES`)."]
     return "\n".join(lines)

@@ -28,14 +28,14 @@ import numpy as np
 import pandas as pd
 
 from xray_utils.config import paper
-from xray_utils.data.dataset_spec import DatasetError
 from xray_utils.data.manifests import (
     SPLITS,
     check_no_leakage,
     grouped_split,
 )
-from xray_utils.data.real.chestxray14 import NAME as CHEST14
-from xray_utils.data.real.chestxray14 import read_official_lists
+from xray_utils.sources.dataset_spec import DatasetError
+from xray_utils.sources.paper.chestxray14 import NAME as CHEST14
+from xray_utils.sources.paper.chestxray14 import read_official_lists
 
 CHEST_SPLITS: tuple[str, ...] = ("authors", "nih", "random")
 AUTHORS_LIST_FILES: Mapping[str, str] = {"train": "train_list.txt", "val": "val_list.txt",
@@ -57,7 +57,7 @@ def read_authors_split(folder: str | Path) -> pd.DataFrame:
         if not path.is_file():
             raise DatasetError(
                 f"authors' chest split: {path} not found. Fetch the lists with "
-                f"xray_utils.data.download.fetch_authors_split() (or copy train_list.txt, "
+                f"xray_utils.sources.download.fetch_authors_split() (or copy train_list.txt, "
                 f"val_list.txt, test_list.txt of IS2AI/Chest-X-ray-module into {folder}).")
         table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str)
         labels = table.iloc[:, 1:]
@@ -149,7 +149,7 @@ def split_chest(images: pd.DataFrame, method: str = "authors", seed: int = 0, *,
     """Split the ChestX-ray14 rows by ``method`` (see :data:`CHEST_SPLITS`); checks leakage."""
     if method == "authors":
         if authors_split_dir is None:
-            from xray_utils.data.download import fetch_authors_split
+            from xray_utils.sources.download import fetch_authors_split
             authors_split_dir = fetch_authors_split(offline=offline)
         out = apply_authors_split(images, read_authors_split(authors_split_dir), use_authors_labels)
     elif method == "nih":

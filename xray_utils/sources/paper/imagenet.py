@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from xray_utils.data.dataset_spec import (
+from xray_utils.sources.dataset_spec import (
     DatasetError,
     DatasetSpec,
     image_frame,
@@ -25,7 +25,7 @@ from xray_utils.data.dataset_spec import (
     require_folder,
     walk_images,
 )
-from xray_utils.data.real.readiness import problems_of
+from xray_utils.sources.paper.readiness import problems_of
 
 NAME = "imagenet"
 TITLE = "ImageNet / Imagenette"

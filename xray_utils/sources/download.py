@@ -23,7 +23,7 @@ split released by the paper's authors (Module III's train/val/test lists) and th
 label and box files as shipped by torchxrayvision -- as :class:`RemoteFile` (one sha256 each;
 the values are those of byte-identical copies of the files at the pinned commits; the paths
 inside the authors' repository follow its training script, ``labels/{train,val,test}_list.txt``).
-The public datasets' archives are :data:`xray_utils.data.public.FILES`.
+The public datasets' archives are :data:`xray_utils.sources.public.FILES`.
 
 Files go to ``data/downloads/`` by default (``XRAY_DOWNLOADS_DIR`` or ``cache_dir=`` to
 change it) and are fetched once.
@@ -74,7 +74,7 @@ class RemoteFile:
 
     @property
     def checksums(self) -> tuple[str, ...]:
-        """The accepted checksums, ``"<alg>:<hex>"`` (as :class:`~xray_utils.data.public.PublicFile`)."""
+        """The accepted checksums, ``"<alg>:<hex>"`` (as :class:`~xray_utils.sources.public.PublicFile`)."""
         return (f"sha256:{self.sha256}",)
 
 

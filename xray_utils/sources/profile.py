@@ -1,11 +1,11 @@
 """Where a profile's images come from: one function that every profile goes through.
 
-* ``demo``   -- the generated phantoms and photographs (:mod:`xray_utils.data.demo`), built once
+* ``demo``   -- the generated phantoms and photographs (:mod:`xray_utils.sources.demo`), built once
   into ``data/demo``, plus the real films shipped in ``data/open-films``
-  (:mod:`xray_utils.data.open_films`, setting ``OPEN_FILMS``);
-* ``full``   -- the paper's six real datasets under ``data/raw`` (:mod:`xray_utils.data.real`);
+  (:mod:`xray_utils.sources.open_films`, setting ``OPEN_FILMS``);
+* ``full``   -- the paper's six real datasets under ``data/raw`` (:mod:`xray_utils.sources.paper`);
   fails at once, naming each missing dataset folder, when they are not there;
-* ``public`` -- openly downloadable X-rays (:mod:`xray_utils.data.public`): fails at once, listing
+* ``public`` -- openly downloadable X-rays (:mod:`xray_utils.sources.public`): fails at once, listing
   what to download and how big, when they are missing; ``PUBLIC_STAND_IN`` replaces them by a
   labelled folder of real images (set ``XRAY_REAL_SAMPLES``), as CI does.
 
@@ -27,23 +27,23 @@ def load_profile_images(profile: str, paths: ProjectPaths, cfg: Mapping[str, Any
                         chest_split: str = "authors") -> pd.DataFrame:
     """The image manifest of ``profile`` (splits assigned, patient-disjoint)."""
     if profile == "demo":
-        from xray_utils.data.demo import build_demo_dataset
+        from xray_utils.sources.demo import build_demo_dataset
 
         images = read_image_manifest(build_demo_dataset(
             paths.demo_dir, image_size=int(cfg["DEMO_IMAGE_SIZE"]), per_type=int(cfg["DEMO_PER_TYPE"]),
             n_chest=int(cfg["DEMO_CHEST"]), n_photos=int(cfg["DEMO_PHOTOS"]), seed=seed))
         if cfg.get("OPEN_FILMS"):
-            from xray_utils.data.open_films import OPEN_FILMS_DIR, load_open_films
+            from xray_utils.sources.open_films import OPEN_FILMS_DIR, load_open_films
 
             folder = OPEN_FILMS_DIR if cfg["OPEN_FILMS"] is True else Path(cfg["OPEN_FILMS"])
             images = pd.concat([images, load_open_films(folder, seed=seed)], ignore_index=True)
     elif profile == "full":
-        from xray_utils.data.real import build_full_image_manifest, require_datasets
+        from xray_utils.sources.paper import build_full_image_manifest, require_datasets
 
         require_datasets(paths.raw_dir)
         images = build_full_image_manifest(paths.raw_dir, seed=seed, chest_split=chest_split)
     elif profile == "public":
-        from xray_utils.data.public import build_public_image_manifest, require_public
+        from xray_utils.sources.public import build_public_image_manifest, require_public
 
         stand_in = cfg.get("PUBLIC_STAND_IN")
         if not stand_in:
@@ -53,7 +53,7 @@ def load_profile_images(profile: str, paths: ProjectPaths, cfg: Mapping[str, Any
     else:
         raise ValueError(f"unknown profile {profile!r}")
     if extra_data:
-        from xray_utils.data.real import add_labelled_folder
+        from xray_utils.sources.paper import add_labelled_folder
 
         images = add_labelled_folder(images, extra_data, seed=seed)
     return images
@@ -64,7 +64,7 @@ def task_manifest_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
     ``REAL_CHEST_FRACTION`` and ``REAL_CHEST_TRAINING``); empty for the other profiles."""
     if not cfg.get("OPEN_FILMS"):
         return {}
-    from xray_utils.data.open_films import SOURCE_PREFIX
+    from xray_utils.sources.open_films import SOURCE_PREFIX
 
     options: dict[str, Any] = {
         "chest_fraction_by_source": {SOURCE_PREFIX: float(cfg.get("REAL_CHEST_FRACTION", 1.0))}}
@@ -81,7 +81,7 @@ def write_profile_manifests(images: pd.DataFrame, paths: ProjectPaths, cfg: Mapp
     import json
 
     from xray_utils.data.manifests import read_task_manifest, write_task_manifests
-    from xray_utils.data.real.splits import summary
+    from xray_utils.sources.paper.splits import summary
 
     written = write_task_manifests(images, paths.manifests_dir, seed=seed, **task_manifest_options(cfg))
     info = summary(images, {task: read_task_manifest(path) for task, path in written.items()})

@@ -1,6 +1,6 @@
 """Chest PA films with the 14 ChestX-ray14 findings as localised, visible changes.
 
-:func:`render_chest` draws a :class:`~xray_utils.data.phantoms.torso.Torso` and then applies each
+:func:`render_chest` draws a :class:`~xray_utils.sources.phantoms.torso.Torso` and then applies each
 requested finding to the same anatomy.  Every random choice has its own stream (patient, pose,
 view, detector, and one per finding), so ``render_chest(s, findings=["Nodule"])`` and
 ``render_chest(s, findings=[])`` differ *only* by the nodule -- which is how the tests check that
@@ -41,7 +41,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from xray_utils.config import paper
-from xray_utils.data.phantoms.physics import (
+from xray_utils.sources.phantoms.physics import (
     Canvas,
     Phantom,
     develop,
@@ -51,7 +51,7 @@ from xray_utils.data.phantoms.physics import (
     soft_tube,
     streams,
 )
-from xray_utils.data.phantoms.torso import SIDES, Torso, sample_torso
+from xray_utils.sources.phantoms.torso import SIDES, Torso, sample_torso
 
 #: Label counts of ChestX-ray14 (Data_Entry_2017, 112,120 films), the basis of the prevalence model.
 NIH_COUNTS: dict[str, int] = {

@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from xray_utils.config import paper
-from xray_utils.data.dataset_spec import (
+from xray_utils.data.manifests import FINDING_ALIASES, canonical_finding, canonical_findings, encode_boxes  # noqa: F401
+from xray_utils.sources.dataset_spec import (
     DatasetError,
     DatasetSpec,
     DuplicateImagesError,
@@ -30,8 +31,7 @@ from xray_utils.data.dataset_spec import (
     readme_ref,
     require_folder,
 )
-from xray_utils.data.manifests import FINDING_ALIASES, canonical_finding, canonical_findings, encode_boxes  # noqa: F401
-from xray_utils.data.real.readiness import problems_of
+from xray_utils.sources.paper.readiness import problems_of
 
 NAME = "chestxray14"
 TITLE = "ChestX-ray14 (NIH)"

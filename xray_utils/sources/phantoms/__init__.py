@@ -3,7 +3,7 @@
 Every image is a pure function of its seed (an int or a tuple of ints, e.g. ``(seed, index)``):
 the same seed gives the same bytes on every run and in every process.
 
->>> from xray_utils.data.phantoms import render
+>>> from xray_utils.sources.phantoms import render
 >>> film = render("hand", seed=(0, 7), size=128)
 >>> film.image.shape, film.image.dtype
 ((128, 128), dtype('uint8'))
@@ -20,19 +20,19 @@ from __future__ import annotations
 from typing import Callable
 
 from xray_utils.config import paper
-from xray_utils.data.phantoms.arm import (
+from xray_utils.sources.phantoms.arm import (
     render_elbow,
     render_finger,
     render_forearm,
     render_hand,
     render_wrist,
 )
-from xray_utils.data.phantoms.chest import FINDING_CLASSES, render_chest, sample_findings
-from xray_utils.data.phantoms.dental import render_dental
-from xray_utils.data.phantoms.leg import render_ankle, render_foot, render_knee
-from xray_utils.data.phantoms.photos import render_photo, source_images
-from xray_utils.data.phantoms.physics import Phantom
-from xray_utils.data.phantoms.torso import render_hip, render_humerus, render_shoulder, render_spine
+from xray_utils.sources.phantoms.chest import FINDING_CLASSES, render_chest, sample_findings
+from xray_utils.sources.phantoms.dental import render_dental
+from xray_utils.sources.phantoms.leg import render_ankle, render_foot, render_knee
+from xray_utils.sources.phantoms.photos import render_photo, source_images
+from xray_utils.sources.phantoms.physics import Phantom
+from xray_utils.sources.phantoms.torso import render_hip, render_humerus, render_shoulder, render_spine
 
 #: Bumped whenever a change alters the generated pixels (recorded in ``demo_info.json``).
 GENERATOR_VERSION = "phantoms-1.0"

@@ -3,7 +3,7 @@
 Each adapter reads a dataset in the layout its publisher ships (documented in
 ``data/README.md``) and returns an image manifest (``xray_utils.data.manifests.IMAGE_COLUMNS``)::
 
-    from xray_utils.data.real import (
+    from xray_utils.sources.paper import (
         build_full_image_manifest,
         build_full_manifests,
         require_datasets,
@@ -25,8 +25,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from xray_utils.config import paper
-from xray_utils.data import labelled_folder
-from xray_utils.data.dataset_spec import (
+from xray_utils.data.manifests import IMAGE_COLUMNS, assign_splits, grouped_split, task_manifests
+from xray_utils.sources import labelled_folder
+from xray_utils.sources.dataset_spec import (
     README,
     DatasetError,
     DatasetSpec,
@@ -36,10 +37,9 @@ from xray_utils.data.dataset_spec import (
     find_duplicates,
     readme_ref,
 )
-from xray_utils.data.labelled_folder import add_labelled_folder
-from xray_utils.data.manifests import IMAGE_COLUMNS, assign_splits, grouped_split, task_manifests
-from xray_utils.data.real import aasce, chestxray14, dental, imagenet, lera, mura
-from xray_utils.data.real.splits import CHEST_SPLITS, read_authors_split, split_chest, summary
+from xray_utils.sources.labelled_folder import add_labelled_folder
+from xray_utils.sources.paper import aasce, chestxray14, dental, imagenet, lera, mura
+from xray_utils.sources.paper.splits import CHEST_SPLITS, read_authors_split, split_chest, summary
 
 #: Every adapter, by source name (= folder name under the raw-data root).
 ADAPTERS: Mapping[str, DatasetSpec] = {spec.name: spec for spec in (

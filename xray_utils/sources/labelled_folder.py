@@ -41,15 +41,6 @@ import pandas as pd
 from PIL import Image
 
 from xray_utils.config import paper
-from xray_utils.data.dataset_spec import (
-    DatasetError,
-    DatasetSpec,
-    check_duplicates,
-    check_files_exist,
-    image_frame,
-    prefixed,
-    readme_ref,
-)
 from xray_utils.data.manifests import (
     IMAGE_COLUMNS,
     SPLITS,
@@ -58,6 +49,15 @@ from xray_utils.data.manifests import (
     canonical_findings,
     check_no_leakage,
     encode_boxes,
+)
+from xray_utils.sources.dataset_spec import (
+    DatasetError,
+    DatasetSpec,
+    check_duplicates,
+    check_files_exist,
+    image_frame,
+    prefixed,
+    readme_ref,
 )
 
 NAME = "labelled_folder"

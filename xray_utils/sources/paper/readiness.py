@@ -12,7 +12,7 @@ from typing import Callable
 
 import pandas as pd
 
-from xray_utils.data.dataset_spec import DatasetError
+from xray_utils.sources.dataset_spec import DatasetError
 
 
 def problems_of(load: Callable[..., pd.DataFrame], root: str | Path) -> list[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from xray_utils.data.dataset_spec import (
+from xray_utils.sources.dataset_spec import (
     IMAGE_SUFFIXES,
     DatasetError,
     DatasetSpec,
@@ -30,7 +30,7 @@ from xray_utils.data.dataset_spec import (
     readme_ref,
     require_folder,
 )
-from xray_utils.data.real.readiness import problems_of
+from xray_utils.sources.paper.readiness import problems_of
 
 NAME = "aasce"
 TITLE = "AASCE / SpineWeb dataset 16"

@@ -5,7 +5,7 @@ reviewed one by one, knee joint crops, spine AP films, CC BY photographs of flow
 ``data/open-films/manifest.csv`` with its licence, citation and checksum.  The demo profile mixes
 them into Modules I-II and tests every module on their held-out part::
 
-    from xray_utils.data.open_films import load_open_films
+    from xray_utils.sources.open_films import load_open_films
     films = load_open_films(seed=0)          # IMAGE_COLUMNS, split patient-wise 60/10/30
 
 ``source`` is ``open-films/<source>`` (e.g. ``open-films/nih_cxr14``), so evaluations can report
@@ -22,8 +22,8 @@ import pandas as pd
 
 from xray_utils.config import paper
 from xray_utils.config.paths import OPEN_FILMS_DIR
-from xray_utils.data.dataset_spec import DatasetError
 from xray_utils.data.manifests import IMAGE_COLUMNS, assign_splits, canonical_findings
+from xray_utils.sources.dataset_spec import DatasetError
 
 MANIFEST = "manifest.csv"
 SOURCE_PREFIX = "open-films/"

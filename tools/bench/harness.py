@@ -37,7 +37,7 @@ with ``ratio = value / baseline``, plus ``"goal"`` and ``"meets_goal"`` where th
 
 Inputs: real films from a labelled folder of real images (set ``XRAY_REAL_SAMPLES``; see
 :func:`xray_utils.config.paths.real_samples_dir`), some of them re-encoded as PNG, and the two
-DICOM films of ``pydicom-data`` (:data:`xray_utils.data.demo.REAL_DEMO_FILMS`); generated
+DICOM films of ``pydicom-data`` (:data:`xray_utils.sources.demo.REAL_DEMO_FILMS`); generated
 images when the real ones are absent.  Checkpoints:
 ``--checkpoints`` or the demo run's; without them untrained DenseNet-121s are written to a
 temporary folder (timings hold, predictions do not; the output says so).  Everything the bench
@@ -261,7 +261,7 @@ def _round_robin(df: pd.DataFrame) -> list[int]:
 
 def _dicom_sources() -> list[Source]:
     """The demo's real DICOM films (none when ``pydicom-data`` is absent)."""
-    from xray_utils.data.demo import real_demo_films
+    from xray_utils.sources.demo import real_demo_films
 
     try:
         films = real_demo_films()
@@ -650,7 +650,7 @@ def bench_training(cfg: BenchConfig, manifest: Path, cache_dir: Path, device: to
 def write_untrained_checkpoints(folder: Path, image_size: int, seed: int = 0) -> Path:
     """Untrained checkpoints that send every image through all three modules (chest route):
     the compute is that of trained models, the predictions mean nothing."""
-    from xray_utils.bench.untrained import write_routed_checkpoints
+    from xray_utils.untrained import write_routed_checkpoints
 
     return write_routed_checkpoints(folder, "chest", image_size, seed,
                                     note="untrained, for the bench")

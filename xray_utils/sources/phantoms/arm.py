@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xray_utils.data.phantoms.extras import limb_extras
-from xray_utils.data.phantoms.physics import (
+from xray_utils.sources.phantoms.extras import limb_extras
+from xray_utils.sources.phantoms.physics import (
     Canvas,
     E,
     Frame,

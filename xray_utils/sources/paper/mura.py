@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from xray_utils.config import paper
-from xray_utils.data.dataset_spec import (
+from xray_utils.sources.dataset_spec import (
     DatasetError,
     DatasetSpec,
     check_files_exist,
@@ -34,7 +34,7 @@ from xray_utils.data.dataset_spec import (
     readme_ref,
     require_folder,
 )
-from xray_utils.data.real.readiness import problems_of
+from xray_utils.sources.paper.readiness import problems_of
 
 NAME = "mura"
 TITLE = "MURA v1.1"

@@ -1,6 +1,6 @@
 """The embedded demo dataset: radiograph phantoms, photographs and two real DICOM films.
 
-:func:`build_demo_dataset` renders every image (see :mod:`xray_utils.data.phantoms`) into
+:func:`build_demo_dataset` renders every image (see :mod:`xray_utils.sources.phantoms`) into
 ``<out_dir>/images/<kind>/`` as 8-bit grey PNG and writes the image manifest
 ``<out_dir>/images.csv`` (schema: :mod:`xray_utils.data.manifests`) and ``<out_dir>/demo_info.json``.
 
@@ -108,7 +108,7 @@ def _write_png(img: np.ndarray, path: Path) -> None:
 
 def render_job(job: dict[str, Any], seed: int, size: int) -> tuple[np.ndarray, dict[str, Any]]:
     """Render one job -> (image, manifest row without ``path``/``split``)."""
-    from xray_utils.data.phantoms import render
+    from xray_utils.sources.phantoms import render
 
     kind = job["kind"]
     img_seed = (seed, _kind_code(kind), job["index"])
@@ -140,7 +140,7 @@ def _run_chunk(args: tuple[list[dict[str, Any]], int, int, str]) -> list[dict[st
 
 
 def _params(image_size: int, per_type: int, n_chest: int, n_photos: int, seed: int) -> dict[str, Any]:
-    from xray_utils.data.phantoms import GENERATOR_VERSION
+    from xray_utils.sources.phantoms import GENERATOR_VERSION
 
     return {"image_size": int(image_size), "per_type": int(per_type), "n_chest": int(n_chest),
             "n_photos": int(n_photos), "seed": int(seed), "generator_version": GENERATOR_VERSION}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xray_utils.data.phantoms.physics import (
+from xray_utils.sources.phantoms.physics import (
     Canvas,
     E,
     Phantom,

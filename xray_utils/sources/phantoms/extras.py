@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from xray_utils.data.phantoms.physics import Canvas, tube
+from xray_utils.sources.phantoms.physics import Canvas, tube
 
 
 def cast(

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage as ndi
 
-from xray_utils.data.phantoms.physics import Phantom, streams
+from xray_utils.sources.phantoms.physics import Phantom, streams
 
 #: skimage.data loaders used, with the file each needs inside the installed package
 #: (checked before loading, so a missing file is skipped instead of triggering a download).

@@ -1,7 +1,7 @@
 """The trunk: body outline, lungs, heart, mediastinum, ribs, spine, shoulder girdle and pelvis.
 
 One :class:`Torso` per patient serves the chest, spine, hip, shoulder and humerus films (the
-latter two with an :class:`~xray_utils.data.phantoms.arm.Arm` attached at the glenoid).  Body
+latter two with an :class:`~xray_utils.sources.phantoms.arm.Arm` attached at the glenoid).  Body
 coordinates are centimetres with the origin at the sternal notch, ``+x`` to the patient's left
 (the image's right on a PA film) and ``+y`` down.
 
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from xray_utils.data.phantoms.arm import Arm, ArmPose, sample_arm
-from xray_utils.data.phantoms.leg import Leg, LegPose
-from xray_utils.data.phantoms.physics import (
+from xray_utils.sources.phantoms.arm import Arm, ArmPose, sample_arm
+from xray_utils.sources.phantoms.leg import Leg, LegPose
+from xray_utils.sources.phantoms.physics import (
     Canvas,
     E,
     Frame,

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from xray_utils.config.paths import real_samples_dir
+from xray_utils.config.paths import labelled_folder_dir
 from xray_utils.data.cache import build_cache
 from xray_utils.data.imageio import read_gray, resize_gray
 from xray_utils.data.loaders import CachedImageDataset
@@ -98,7 +98,7 @@ def median_rate(dataset: Dataset, epochs: int, batch_size: int, workers: int) ->
 
 def default_samples() -> Path:
     """The package's real-images folder (``$XRAY_REAL_SAMPLES``, ...), else the working folder."""
-    return real_samples_dir() or Path(".")
+    return labelled_folder_dir() or Path(".")
 
 
 def main(argv: list[str] | None = None) -> int:

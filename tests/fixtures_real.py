@@ -19,7 +19,7 @@ from PIL import Image
 from xray_utils.config import paper, paths
 
 SHARED_ENV = paths.SHARED_ENV
-SAMPLES_ENV = paths.REAL_SAMPLES_ENV
+SAMPLES_ENV = paths.LABELLED_FOLDER_ENV
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -29,14 +29,14 @@ def shared_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
-def real_samples_dir() -> Path | None:
+def labelled_folder_dir() -> Path | None:
     """The real-samples folder: the package's resolver (``$XRAY_REAL_SAMPLES``, else
     ``real-samples`` in ``$XRAY_SHARED_DIR``), else, for the tests only, ``<repo>/../shared``."""
-    found = paths.real_samples_dir()
+    found = paths.labelled_folder_dir()
     if found is not None or os.environ.get(SAMPLES_ENV):
         return found
     shared = shared_dir()
-    return paths.real_samples_dir(shared / paths.REAL_SAMPLES_NAME) if shared else None
+    return paths.labelled_folder_dir(shared / paths.LABELLED_FOLDER_NAME) if shared else None
 
 
 def write_image(path: Path, size: tuple[int, int] = (32, 32), mode: str = "L") -> Path:

@@ -166,7 +166,7 @@ def test_no_demo_run_is_reported_not_rerun(tmp_path):
 
 def test_generated_sources_when_no_real_samples(tmp_path, monkeypatch):
     monkeypatch.setenv("XRAY_REAL_SAMPLES", str(tmp_path / "absent"))
-    assert bench.real_samples_dir() is None
+    assert bench.labelled_folder_dir() is None
     cfg = bench.PRESETS["tiny"]
     sources, origin = bench.collect_sources(cfg, tmp_path / "src")
     assert "generated" in origin

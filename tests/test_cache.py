@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_real import real_samples_dir, write_image
+from fixtures_real import labelled_folder_dir, write_image
 
 from xray_utils.data import cache as cache_mod
 from xray_utils.data.cache import ImageCache, build_cache, cache_key
@@ -166,10 +166,10 @@ def test_empty_list(tmp_path):
     assert len(c) == 0 and c.images.shape == (0, SIZE, SIZE)
 
 
-@pytest.mark.skipif(real_samples_dir() is None,
+@pytest.mark.skipif(labelled_folder_dir() is None,
                     reason="real samples absent (set XRAY_REAL_SAMPLES or <repo>/../shared/real-samples)")
 def test_cache_builds_from_the_real_samples(tmp_path):
-    folder = real_samples_dir()
+    folder = labelled_folder_dir()
     labels = pd.read_csv(folder / "labels.csv", dtype=str, keep_default_na=False)
     subset = labels.groupby(labels["file"].str.split("/").str[0]).head(24)  # every sub-source
     paths = [str(folder / f) for f in subset["file"]]

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fixtures_real import (
+    labelled_folder_dir,
     make_aasce,
     make_authors_split,
     make_chestxray14,
@@ -23,7 +24,6 @@ from fixtures_real import (
     make_lera,
     make_mura,
     make_raw_root,
-    real_samples_dir,
     shared_dir,
     write_image,
 )
@@ -55,7 +55,7 @@ AUTHORS = SHARED / "reference" / "is2ai-chest-split" if SHARED else None
 needs_shared = pytest.mark.skipif(
     SHARED is None or not (SHARED / "reference" / "nih").is_dir(),
     reason="shared reference folder absent (set XRAY_SHARED_DIR or put it at <repo>/../shared)")
-SAMPLES = real_samples_dir()
+SAMPLES = labelled_folder_dir()
 needs_samples = pytest.mark.skipif(
     SAMPLES is None, reason="real samples absent (set XRAY_REAL_SAMPLES or <repo>/../shared/real-samples)")
 

@@ -122,9 +122,9 @@ def test_chest_patients_have_follow_ups():
     assert sizes.max() <= 3 and (sizes > 1).mean() > 0.1 and (sizes == 1).mean() > 0.6
 
 
-def test_real_demo_films_are_the_two_pydicom_radiographs():
+def test_sample_dicom_films_are_the_two_pydicom_radiographs():
     pydicom = pytest.importorskip("pydicom")
-    films = demo.real_demo_films()
+    films = demo.sample_dicom_films()
     assert set(films) == {"chest_pa", "ankle"}
     for name, path in films.items():
         assert path.is_file()

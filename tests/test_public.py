@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import public_fixtures as pf
 import pytest
-from fixtures_real import make_labelled_folder, real_samples_dir
+from fixtures_real import labelled_folder_dir, make_labelled_folder
 from PIL import Image
 
 from xray_utils.cli import download as cli_download
@@ -369,7 +369,7 @@ def test_stand_in_labelled_folder_gives_the_three_tasks(tmp_path):
 
 
 def test_stand_in_real_samples_gives_the_three_tasks(tmp_path):
-    folder = real_samples_dir()
+    folder = labelled_folder_dir()
     if folder is None:
         pytest.skip("real samples absent (set XRAY_REAL_SAMPLES or XRAY_SHARED_DIR, or put shared/ "
                     "beside the repository)")

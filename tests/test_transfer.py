@@ -9,7 +9,7 @@ import pytest
 from fixtures_real import shared_dir
 
 from xray_utils.config import paper
-from xray_utils.evaluate.real_films import score_transfer
+from xray_utils.evaluate.transfer import score_transfer
 from xray_utils.models import build_model, checkpoint_meta, save_checkpoint
 
 
@@ -56,7 +56,7 @@ def test_transfer_on_the_held_out_split_only(tmp_path):
                   "width": 0, "height": 0}).to_csv(manifest, index=False)
     for task in ("xray_or_not", "xray_type"):
         save_checkpoint(build_model(task), tmp_path / task / "best", checkpoint_meta(task, 32))
-    from xray_utils.evaluate.real_films import held_out_files
+    from xray_utils.evaluate.transfer import held_out_files
 
     scores = score_transfer(tmp_path, samples, progress=False, only_files=held_out_files(manifest))
     assert scores["n_films"] + scores["n_photos"] == len(held_out)

@@ -36,8 +36,8 @@ A *figure* in the JSON is ``{"label", "value", "baseline", "ratio", "unit", "bas
 with ``ratio = value / baseline``, plus ``"goal"`` and ``"meets_goal"`` where there is a goal.
 
 Inputs: real films from a labelled folder of real images (set ``XRAY_REAL_SAMPLES``; see
-:func:`xray_utils.config.paths.real_samples_dir`), some of them re-encoded as PNG, and the two
-DICOM films of ``pydicom-data`` (:data:`xray_utils.sources.demo.REAL_DEMO_FILMS`); generated
+:func:`xray_utils.config.paths.labelled_folder_dir`), some of them re-encoded as PNG, and the two
+DICOM films of ``pydicom-data`` (:data:`xray_utils.sources.demo.SAMPLE_DICOM_FILMS`); generated
 images when the real ones are absent.  Checkpoints:
 ``--checkpoints`` or the demo run's; without them untrained DenseNet-121s are written to a
 temporary folder (timings hold, predictions do not; the output says so).  Everything the bench
@@ -63,7 +63,7 @@ import torch
 from tqdm.auto import tqdm
 
 from xray_utils.config import paper
-from xray_utils.config.paths import REAL_SAMPLES_ENV, REPO_ROOT, project_paths, real_samples_dir
+from xray_utils.config.paths import LABELLED_FOLDER_ENV, REPO_ROOT, labelled_folder_dir, project_paths
 
 PROG = "python -m xray_utils bench"
 DESCRIPTION = ("Measure the fast paths of the project (preprocessing cache, training loader, "
@@ -261,10 +261,10 @@ def _round_robin(df: pd.DataFrame) -> list[int]:
 
 def _dicom_sources() -> list[Source]:
     """The demo's real DICOM films (none when ``pydicom-data`` is absent)."""
-    from xray_utils.sources.demo import real_demo_films
+    from xray_utils.sources.demo import sample_dicom_films
 
     try:
-        films = real_demo_films()
+        films = sample_dicom_films()
     except Exception:  # pydicom(-data) absent and no download possible
         return []
     return [Source(str(path), "dicom", True, key == "chest_pa") for key, path in films.items()
@@ -290,7 +290,7 @@ def collect_sources(cfg: BenchConfig, folder: Path) -> tuple[list[Source], str]:
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
-    samples = real_samples_dir()
+    samples = labelled_folder_dir()
     sources: list[Source] = []
     if samples is not None:
         df = pd.read_csv(samples / "labels.csv", dtype=str, keep_default_na=False)
@@ -319,7 +319,7 @@ def collect_sources(cfg: BenchConfig, folder: Path) -> tuple[list[Source], str]:
             Image.fromarray(_synthetic_film(rng)).save(out)
             sources.append(Source(str(out), fmt, k % 2 == 0, k % 4 == 0))
         origin = ("generated 512 px JPEG/PNG images (no labelled folder of real images found: "
-                  f"set {REAL_SAMPLES_ENV})")
+                  f"set {LABELLED_FOLDER_ENV})")
     if cfg.dicom:
         dicom = _dicom_sources()
         sources.extend(dicom)

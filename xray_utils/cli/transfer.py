@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xray_utils.evaluate.real_films import format_transfer_report, held_out_files, score_transfer
+from xray_utils.evaluate.transfer import format_transfer_report, held_out_files, score_transfer
 
 
 def main(args) -> int:

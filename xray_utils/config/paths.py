@@ -15,7 +15,7 @@ downloads          ``<data>/downloads``             ``XRAY_DOWNLOADS_DIR``
 offline mode       off                              ``XRAY_OFFLINE`` (1/true/yes/on)
 download mirror    none (the publishers' URLs)      ``XRAY_PUBLIC_MIRROR``
 download deadline  4 hours per file                 ``XRAY_DOWNLOAD_DEADLINE`` (seconds)
-real images        none                             ``XRAY_REAL_SAMPLES``
+labelled folder    none                             ``XRAY_REAL_SAMPLES``
 reference folder   none                             ``XRAY_SHARED_DIR``
 app checkpoints    the demo run's checkpoints       ``XRAY_APP_CHECKPOINTS``
 app device         ``auto``                         ``XRAY_APP_DEVICE``
@@ -23,7 +23,7 @@ app device         ``auto``                         ``XRAY_APP_DEVICE``
 
 The two ``XRAY_APP_*`` variables are set by ``python -m xray_utils app`` for the page it serves.
 
-The last two name a labelled folder of real images (:func:`real_samples_dir`; without
+The last two name a labelled folder of films (:func:`labelled_folder_dir`; without
 ``XRAY_REAL_SAMPLES`` it is ``real-samples`` inside ``XRAY_SHARED_DIR``): optional inputs of
 the transfer score and the bench, never needed to run the tutorial.
 """
@@ -50,10 +50,10 @@ APP_CHECKPOINTS_ENV = "XRAY_APP_CHECKPOINTS"
 APP_DEVICE_ENV = "XRAY_APP_DEVICE"
 #: Default overall time limit of one download, in seconds (a 4 GB archive at 2 MB/s fits).
 DEFAULT_DEADLINE_S = 4 * 3600.0
-REAL_SAMPLES_ENV = "XRAY_REAL_SAMPLES"
+LABELLED_FOLDER_ENV = "XRAY_REAL_SAMPLES"
 SHARED_ENV = "XRAY_SHARED_DIR"
-#: Name of the real-images folder inside ``$XRAY_SHARED_DIR``.
-REAL_SAMPLES_NAME = "real-samples"
+#: Name of the labelled folder inside ``$XRAY_SHARED_DIR``.
+LABELLED_FOLDER_NAME = "real-samples"
 
 
 #: Checkpoint layout, one place: ``<checkpoints>/<task>/best.json`` + ``best.safetensors`` (the
@@ -121,18 +121,18 @@ def app_device(device: str | None = None) -> str:
     return device or os.environ.get(APP_DEVICE_ENV) or "auto"
 
 
-def real_samples_dir(explicit: str | os.PathLike | None = None) -> Path | None:
-    """The labelled folder of real images (a folder with ``labels.csv``), or None.
+def labelled_folder_dir(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The labelled folder of films and photographs (a folder with ``labels.csv``), or None.
 
     ``explicit`` if given, else ``$XRAY_REAL_SAMPLES``, else ``real-samples`` inside
     ``$XRAY_SHARED_DIR``; None when none of them is set or the folder has no ``labels.csv``.
     """
     if explicit not in (None, ""):
         cand: Path | None = Path(explicit).expanduser()
-    elif os.environ.get(REAL_SAMPLES_ENV):
-        cand = Path(os.environ[REAL_SAMPLES_ENV]).expanduser()
+    elif os.environ.get(LABELLED_FOLDER_ENV):
+        cand = Path(os.environ[LABELLED_FOLDER_ENV]).expanduser()
     elif os.environ.get(SHARED_ENV):
-        cand = Path(os.environ[SHARED_ENV]).expanduser() / REAL_SAMPLES_NAME
+        cand = Path(os.environ[SHARED_ENV]).expanduser() / LABELLED_FOLDER_NAME
     else:
         cand = None
     return cand if cand is not None and (cand / "labels.csv").is_file() else None

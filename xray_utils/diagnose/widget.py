@@ -27,12 +27,12 @@ from xray_utils.data.imageio import ImageReadError, read_gray_bytes
 from xray_utils.data.manifests import ManifestError, read_task_manifest
 from xray_utils.diagnose import rule as chain
 from xray_utils.diagnose.diagnoser import Diagnoser, Diagnosis
-from xray_utils.sources.demo import REAL_DEMO_FILMS
+from xray_utils.sources.demo import SAMPLE_DICOM_FILMS
 
-#: The real films of ``pydicom-data`` (file name -> what it shows), from the one list in
-#: :data:`xray_utils.sources.demo.REAL_DEMO_FILMS`.
+#: The sample DICOM films of ``pydicom-data`` (file name -> what it shows), from the one list in
+#: :data:`xray_utils.sources.demo.SAMPLE_DICOM_FILMS`.
 DICOM_FILMS: Mapping[str, str] = {file: f"real {what} (pydicom-data)"
-                                  for file, what in REAL_DEMO_FILMS.values()}
+                                  for file, what in SAMPLE_DICOM_FILMS.values()}
 
 
 def dicom_film(name: str) -> Path:
@@ -54,7 +54,7 @@ def sample_images(paths: ProjectPaths, per_kind: int = 2, seed: int = 0) -> dict
     (Module I's).  A manifest that does not exist yet is skipped (the films are always there).
     """
     choices = {f"{name} · {what}": str(dicom_film(name)) for name, what in DICOM_FILMS.items()}
-    choices.update(real_test_films(paths, seed=seed))
+    choices.update(dataset_test_films(paths, seed=seed))
     rng = np.random.default_rng(seed)
 
     def pick(task: str, keep, n: int, describe) -> None:
@@ -85,8 +85,9 @@ def sample_images(paths: ProjectPaths, per_kind: int = 2, seed: int = 0) -> dict
     return choices
 
 
-def real_test_films(paths: ProjectPaths, per_task: int = 2, seed: int = 0) -> dict[str, str]:
-    """Dropdown label -> file: real films (any ``source`` but ``demo``) of the test split.
+def dataset_test_films(paths: ProjectPaths, per_task: int = 2, seed: int = 0) -> dict[str, str]:
+    """Dropdown label -> file: test-split films that come from a dataset, not generated (any
+    ``source`` but ``demo``: open films, public or paper datasets, a labelled folder).
 
     They are in the task manifests only when real images were mixed into the data (``-p
     EXTRA_DATA``, the public and full profiles); otherwise this is empty.  ``per_task`` images

@@ -1,4 +1,4 @@
-"""The embedded demo dataset: radiograph phantoms, photographs and two real DICOM films.
+"""The embedded demo dataset: generated radiograph phantoms and photographs, and the sample DICOM films.
 
 :func:`build_demo_dataset` renders every image (see :mod:`xray_utils.sources.phantoms`) into
 ``<out_dir>/images/<kind>/`` as 8-bit grey PNG and writes the image manifest
@@ -11,7 +11,8 @@
   written last (atomically), so a manifest on disk always describes a complete dataset.
 * Cached: a second call with the same parameters returns at once (``force=True`` rebuilds).
 
-:func:`real_demo_films` locates the two real computed radiographs shipped by ``pydicom-data``.
+:func:`sample_dicom_films` locates the sample DICOM films: the two computed radiographs shipped by
+``pydicom-data``.
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ from tqdm.auto import tqdm
 from xray_utils.config import paper
 from xray_utils.data import manifests
 
-#: The real radiographs of ``pydicom-data``: name -> (file, what it shows).
-REAL_DEMO_FILMS: dict[str, tuple[str, str]] = {
+#: The sample DICOM films (the two radiographs of ``pydicom-data``): name -> (file, what it shows).
+SAMPLE_DICOM_FILMS: dict[str, tuple[str, str]] = {
     "chest_pa": ("RG1_UNCR.dcm", "chest PA computed radiograph (MONOCHROME1, several round opacities)"),
     "ankle": ("RG3_UNCR.dcm", "distal tibia and ankle computed radiograph (MONOCHROME1)"),
 }
@@ -46,16 +47,16 @@ _CHUNK = 48
 SOURCE = "demo"
 
 
-def real_demo_films() -> dict[str, Path]:
-    """Paths of the two real radiographs shipped with ``pydicom-data`` (used as real examples,
-    never for training): ``{"chest_pa": .../RG1_UNCR.dcm, "ankle": .../RG3_UNCR.dcm}``."""
+def sample_dicom_films() -> dict[str, Path]:
+    """Paths of the sample DICOM films, the two radiographs shipped with ``pydicom-data`` (used as
+    examples, never for training): ``{"chest_pa": .../RG1_UNCR.dcm, "ankle": .../RG3_UNCR.dcm}``."""
     try:
         from pydicom.data import get_testdata_file
     except ImportError as exc:  # pragma: no cover - pydicom is a dependency
         raise RuntimeError("pydicom is not installed; install the project's requirements "
                            "(pip install -e .) to get pydicom and pydicom-data") from exc
     out = {}
-    for name, (fname, _) in REAL_DEMO_FILMS.items():
+    for name, (fname, _) in SAMPLE_DICOM_FILMS.items():
         path = get_testdata_file(fname)
         if path is None:
             raise FileNotFoundError(
@@ -236,7 +237,8 @@ def build_demo_dataset(out_dir: str | Path, *, image_size: int | None = None, pe
     df = manifests.assign_splits(df[list(manifests.IMAGE_COLUMNS)], seed=seed)
     seconds = time.perf_counter() - t0
     info = {"parameters": params, "counts": _counts(df), "generation_seconds": round(seconds, 1),
-            "workers": int(workers), "real_demo_films": {k: v[0] for k, v in REAL_DEMO_FILMS.items()}}
+            "workers": int(workers),
+            "sample_dicom_films": {k: v[0] for k, v in SAMPLE_DICOM_FILMS.items()}}
     _write_json(info, info_path)
     tmp = manifest_path.with_name(".images.csv.tmp")
     df.to_csv(tmp, index=False)

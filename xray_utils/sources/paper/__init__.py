@@ -1,4 +1,4 @@
-"""Real datasets: one adapter per source, the registry, and the full-profile manifests.
+"""The paper datasets: one adapter per source, the registry, and the full-profile manifests.
 
 Each adapter reads a dataset in the layout its publisher ships (documented in
 ``data/README.md``) and returns an image manifest (``xray_utils.data.manifests.IMAGE_COLUMNS``)::

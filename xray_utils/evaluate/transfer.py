@@ -1,4 +1,5 @@
-"""Does what the demo models learned carry over to real films?  Scored on a labelled folder.
+"""Transfer: does what the models learned carry over to films from elsewhere?  Scored on a labelled
+folder.
 
 The demo models never see a real radiograph in training (phantoms and photographs only).
 :func:`score_transfer` runs Modules I and II on a labelled folder of real images (real chest,
@@ -28,10 +29,10 @@ from tqdm.auto import tqdm
 
 from xray_utils.config import paper
 from xray_utils.config.paths import (
-    REAL_SAMPLES_ENV,
+    LABELLED_FOLDER_ENV,
     best_checkpoint,
+    labelled_folder_dir,
     project_paths,
-    real_samples_dir,
 )
 from xray_utils.data.imageio import ImageReadError, read_gray, resize_gray
 from xray_utils.diagnose import rule as chain
@@ -55,12 +56,12 @@ def score_transfer(checkpoints_dir: str | Path | None = None,
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score, roc_curve
 
     checkpoints_dir = Path(checkpoints_dir or project_paths("demo").checkpoints_dir)
-    found = real_samples_dir(samples_dir)
+    found = labelled_folder_dir(samples_dir)
     if found is None:
         where = f" ({samples_dir} has no labels.csv)" if samples_dir else ""
         raise FileNotFoundError(
             f"no labelled folder of real images{where}: pass samples_dir (a folder with "
-            f"labels.csv, see xray_utils.sources.labelled_folder) or set {REAL_SAMPLES_ENV}")
+            f"labels.csv, see xray_utils.sources.labelled_folder) or set {LABELLED_FOLDER_ENV}")
     samples_dir = found
     labels = pd.read_csv(samples_dir / "labels.csv", dtype=str, keep_default_na=False)
     if only_files is not None:

@@ -36,8 +36,9 @@ def test_every_shipped_file_is_listed_with_licence_and_checksum():
 def test_nothing_else_is_shipped_from_outside_the_open_pack():
     """Only the pack's own sources; nothing from folders whose terms forbid redistribution."""
     df = _pack()
-    assert set(df["source"]) == {"nih_cxr14", "fracatlas", "knee_kl", "fraiwan_spine",
-                                 "flickr_flowers"}
+    assert set(df["source"]) == {"nih_cxr14", "fracatlas", "knee_kl", "fraiwan_spine", "grazpedwri_dx",
+                                 "flickr_flowers", "acani_portraits", "c2lc_landmarks", "skimage_data",
+                                 "sklearn_images", "pfvc_commons", "pganssle_talk"}
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True,
                              text=True).stdout.split("\0")
     if not any(tracked):
@@ -54,8 +55,10 @@ def test_pack_loads_as_an_image_manifest_split_by_patient():
     assert len(images) == len(_pack())
     check_no_leakage(images)
     assert set(images["split"]) == {"train", "val", "test"}
-    test = images[images["split"] == "test"]
-    assert 0.25 < len(test) / len(images) < 0.35
+    nih = images["source"] == "open-films/nih_cxr14"
+    assert images.loc[nih, "split"].tolist() == _pack().loc[nih.to_numpy(), "split"].tolist()
+    others = images[~nih]
+    assert 0.25 < (others["split"] == "test").mean() < 0.35
     assert is_real(images["source"]).all()
     xrays = images[images["is_xray"] == "1"]
     assert set(xrays["xray_type"]) <= set(paper.XRAY_TYPES)
@@ -96,3 +99,63 @@ def test_demo_task_manifests_keep_real_films_apart_as_asked():
     assert set(held["chest"]["split"]) == {"test"}
     assert len(held["chest"]) == int(((images["xray_type"] == "chest")
                                       & (images["split"] == "test")).sum())
+
+
+def test_the_whole_pack_is_shipped_small():
+    """All 5,902 films and photographs, each at most 128 px on the long side."""
+    from PIL import Image
+
+    df = _pack()
+    assert len(df) == 5902
+    assert int((df["source"] == "nih_cxr14").sum()) == 4247
+    for f in df["file"]:
+        with Image.open(OPEN_FILMS_DIR / f) as im:
+            assert max(im.size) <= 128, f
+    total = sum((OPEN_FILMS_DIR / f).stat().st_size for f in df["file"])
+    assert total < 25e6
+
+
+def test_nih_films_follow_the_authors_split_and_keep_their_boxes():
+    df = _pack()
+    nih = df[df["source"] == "nih_cxr14"]
+    assert set(nih["split"]) == {"train", "val", "test"}
+    assert (df.loc[df["source"] != "nih_cxr14", "split"] == "").all()
+    assert int((nih["boxes"] != "").sum()) == 837
+    images = load_open_films(seed=0, verify=False)
+    boxed = images[images["boxes"] != ""]
+    assert len(boxed) == 837 and boxed["source"].eq("open-films/nih_cxr14").all()
+    from xray_utils.data.manifests import decode_boxes
+
+    for text, w, h in zip(boxed["boxes"], boxed["width"], boxed["height"]):
+        for finding, x, y, bw, bh in decode_boxes(text):
+            assert finding in paper.FINDINGS
+            assert -1 <= x and x + bw <= int(w) + 1 and -1 <= y and y + bh <= int(h) + 1
+
+
+def test_nih_split_is_the_authors_patient_wise_split():
+    """Every shipped NIH film sits in the split the authors' released lists give it."""
+    from fixtures_real import shared_dir
+
+    lists = (shared_dir() or REPO_ROOT.parent / "shared") / "reference" / "is2ai-chest-split"
+    if not lists.is_dir():
+        pytest.skip(f"the authors' split lists are absent ({lists}; set XRAY_SHARED_DIR)")
+    where = {}
+    for name in ("train", "val", "test"):
+        for line in (lists / f"{name}_list.txt").read_text().splitlines():
+            if line.strip():
+                where[line.split()[0].rsplit(".", 1)[0]] = name
+    nih = _pack()
+    nih = nih[nih["source"] == "nih_cxr14"]
+    assert [where[Path(f).stem] for f in nih["file"]] == nih["split"].tolist()
+    check_no_leakage(nih.assign(patient_id=nih["patient_id"]))
+
+
+def test_a_bad_box_is_named(tmp_path):
+    from xray_utils.sources.open_films import parse_boxes
+
+    assert parse_boxes("", (128, 128)) == ""
+    assert "Infiltration" in parse_boxes("Infiltrate:512,512,100,100", (128, 128))
+    with pytest.raises(DatasetError, match="x,y,w,h"):
+        parse_boxes("Mass:1,2,3", (128, 128), "manifest.csv (a.jpg)")
+    with pytest.raises(DatasetError, match="unknown finding"):
+        parse_boxes("Wart:1,2,3,4", (128, 128))

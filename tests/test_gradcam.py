@@ -12,7 +12,7 @@ from xray_utils.config import paper
 from xray_utils.explain import gradcam as gc
 from xray_utils.explain import localisation as loc
 from xray_utils.explain import plots as cplots
-from xray_utils.models import XrayDenseNet, build_model, to_model_input
+from xray_utils.models import XrayDenseNet, build_model, predict_probabilities, to_model_input
 
 torch.set_num_threads(1)
 
@@ -361,11 +361,11 @@ def test_notebook_helpers(chest_model: XrayDenseNet, tmp_path) -> None:
     full = gc.all_class_cams(chest_model, to_model_input(imgs))
     np.testing.assert_allclose(cams, [full[2, 4], full[0, 2]], atol=1e-5)  # batch-size float noise
 
-    probs = gc.probabilities(chest_model, imgs, batch_size=2)
+    probs = predict_probabilities(chest_model, {"multilabel": True}, imgs, batch_size=2)
     with torch.no_grad():
         expected = torch.sigmoid(chest_model(to_model_input(imgs))).numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-5)
-    assert gc.probabilities(chest_model, imgs[:0]).shape == (0, 14)
+    assert predict_probabilities(chest_model, {"multilabel": True}, imgs[:0]).shape == (0, 14)
 
     panels = cplots.gallery_panels(chest_model, imgs, [(1, "Mass")],
                                [[], [("Mass", 64, 0, 64, 32)], []], [(64, 64), (128, 64), (64, 64)])

@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from xray_utils.config import paper
+from xray_utils.config.paths import best_checkpoint
 from xray_utils.diagnose.app import CHECKPOINTS_ENV, DEVICE_ENV
 
 APP_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "app" / "diagnose_app.ipynb"
@@ -55,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from xray_utils.diagnose.diagnoser import default_checkpoints_dir
 
     folder = Path(args.checkpoints).expanduser() if args.checkpoints else default_checkpoints_dir()
-    if not (folder.is_dir() and all((folder / t / "best.json").is_file()
-                                    for t in ("xray_or_not", "xray_type", "chest"))):
+    if not (folder.is_dir() and all(best_checkpoint(folder, t).is_file()
+                                    for t in paper.TASKS)):
         print(f"{PROG}: error: no trained checkpoints in {folder} (xray_or_not/, xray_type/, "
               "chest/ with best.json). Run notebooks 01-03 (make demo) first, or pass "
               "--checkpoints <run_dir>/checkpoints.", file=sys.stderr)

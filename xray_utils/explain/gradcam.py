@@ -371,26 +371,6 @@ def case_cams(model: nn.Module, images: np.ndarray, cases: Sequence[tuple[int, s
     return out
 
 @torch.no_grad()
-def probabilities(model: nn.Module, images: np.ndarray, batch_size: int = 32,
-                  multilabel: bool = True) -> np.ndarray:
-    """The model's probabilities ``(N, C)`` for 8-bit images ``(N, H, W)`` (sigmoid when
-    ``multilabel``, else softmax), in batches, in eval mode (the previous mode is restored)."""
-    from xray_utils.models import to_model_input
-
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        for s in range(0, len(images), batch_size):
-            logits = model(to_model_input(images[s:s + batch_size]).to(_device_of(model)))
-            p = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
-            out.append(p.float().cpu().numpy())
-    finally:
-        model.train(was_training)
-    n_out = getattr(getattr(model, "classifier", None), "out_features", 0)
-    return np.concatenate(out) if out else np.zeros((0, n_out), np.float32)
-
-
 # --------------------------------------------------------------------------------------------
 # randomisation sanity check
 # --------------------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ from torch import nn
 
 from xray_utils.config import paper
 from xray_utils.data.plots import draw_boxes
-from xray_utils.explain.gradcam import case_cams, probabilities, resize_map
+from xray_utils.explain.gradcam import case_cams, resize_map
 from xray_utils.explain.localisation import _sizes_per_image, cam_peak, scale_boxes
+from xray_utils.models import predict_probabilities
 
 __all__ = ["draw_boxes", "gallery_panels", "overlay", "plot_cam_gallery",
            "plot_localisation_scores", "plot_randomization_check"]
@@ -58,7 +59,7 @@ def gallery_panels(model: nn.Module, images: np.ndarray, picks: Sequence[tuple[i
     if probs is None:
         rows = sorted({i for i, _ in picks})
         probs = np.zeros((len(images), len(findings)), np.float32)
-        probs[rows] = probabilities(model, images[rows], batch_size, multilabel)
+        probs[rows] = predict_probabilities(model, {"multilabel": multilabel}, images[rows], batch_size)
     panels = []
     for (i, f), cam in zip(picks, cams):
         H, W = images[i].shape

@@ -23,6 +23,7 @@ import torch
 from catalyst import dl
 from catalyst.core.callback import CallbackOrder, ICheckpointCallback
 
+from xray_utils.config.paths import CHECKPOINT_STEM, LAST_STATE
 from xray_utils.models import checkpoint_meta, save_checkpoint
 
 #: The settings that must match for a training to resume from ``last.pt``.
@@ -106,7 +107,7 @@ class ResumableCheckpointCallback(ICheckpointCallback):
 
     @property
     def last_path(self) -> Path:
-        return self.folder / "last.pt"
+        return self.folder / LAST_STATE
 
     def _fingerprint(self) -> dict[str, Any]:
         keys = list(RESUME_KEYS)
@@ -125,7 +126,7 @@ class ResumableCheckpointCallback(ICheckpointCallback):
                 raise ValueError("not a training state of this project")
             return state
         except Exception as exc:  # truncated, corrupt, or holding objects other than tensors
-            aside = self.last_path.with_name(f"last.pt.broken-{_stamp()}")
+            aside = self.last_path.with_name(f"{LAST_STATE}.broken-{_stamp()}")
             self.last_path.replace(aside)
             print(f"{self.task}: the saved training state {self.last_path} cannot be read safely "
                   f"({type(exc).__name__}: it is truncated, corrupt or holds more than plain "
@@ -154,12 +155,12 @@ class ResumableCheckpointCallback(ICheckpointCallback):
 
     def _keep_earlier_best(self, why: str) -> None:
         """A training that starts over never overwrites an earlier best model: keep it aside."""
-        info = self.folder / "best.json"
+        info = self.folder / f"{CHECKPOINT_STEM}.json"
         if not info.is_file():
             return
-        stem = f"best.{_stamp()}"
+        stem = f"{CHECKPOINT_STEM}.{_stamp()}"
         for suffix in (".safetensors", ".json"):
-            src = self.folder / f"best{suffix}"
+            src = self.folder / f"{CHECKPOINT_STEM}{suffix}"
             if src.is_file():
                 src.replace(self.folder / f"{stem}{suffix}")
         print(f"{self.task}: {why}, so this training starts over; the earlier best model is "
@@ -216,7 +217,7 @@ class ResumableCheckpointCallback(ICheckpointCallback):
                                              "processes": int(runner.engine.num_processes),
                                              "device": str(runner.engine.device)},
                                    metrics={"valid": valid})
-            save_checkpoint(unwrap(runner.model), self.folder / "best", meta)
+            save_checkpoint(unwrap(runner.model), self.folder / CHECKPOINT_STEM, meta)
         state = {
             "model": unwrap(runner.model).state_dict(),
             "optimizer": runner.optimizer.state_dict(),

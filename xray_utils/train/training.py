@@ -33,7 +33,7 @@ from catalyst import dl
 from catalyst.core.callback import Callback, CallbackOrder
 
 from xray_utils.config import paper
-from xray_utils.config.paths import ProjectPaths
+from xray_utils.config.paths import CHECKPOINT_STEM, ProjectPaths
 from xray_utils.config.seeding import seed_everything
 from xray_utils.data.loaders import make_loaders
 from xray_utils.models import (
@@ -269,7 +269,7 @@ def init_source(cfg: Mapping[str, Any], paths: ProjectPaths) -> Path | None:
                 "in the same run folder")
     else:
         path = Path(value)
-        path = path / "best.json" if path.is_dir() else path
+        path = path / f"{CHECKPOINT_STEM}.json" if path.is_dir() else path
         hint = "pass the best.json of a trained model (or its folder)"
     if path.suffix != ".json":
         path = path.with_suffix(".json")
@@ -349,7 +349,7 @@ def train(task: str, manifest_csv: str | Path, paths: ProjectPaths, cfg: dict,
     # child processes, so this process's callback saw nothing
     state = torch.load(ckpt.last_path, map_location="cpu", weights_only=True)
     history = pd.read_csv(folder / "history.csv")
-    return TrainResult(task=task, best_checkpoint=folder / "best.json", history=history,
+    return TrainResult(task=task, best_checkpoint=paths.best_checkpoint(task), history=history,
                        best_score=float(state["best"]), best_epoch=int(state["best_epoch"]),
                        monitor=monitor, epochs_run=int(state["epoch"]),
                        resumed_from=resumed_from, seconds=time.time() - started)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -27,6 +28,7 @@ from xray_utils.diagnose.diagnoser import (
     write_heatmaps,
 )
 from xray_utils.models import to_model_input
+from xray_utils.sources.demo import SOURCE as DEMO_SOURCE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bad_files import pattern_image, write_corpus, write_tiny_checkpoints  # noqa: E402
@@ -321,7 +323,9 @@ def demo_paths(tmp_path_factory):
     paths = project_paths("demo", run_dir=root / "run", figures_dir=root / "fig").ensure()
     for task in paper.TASKS:
         manifest = write_tiny_task(root / "data" / task, task, n=40, size=40)
-        paths.manifest(task).write_text(manifest.read_text())
+        df = pd.read_csv(manifest)
+        df["source"] = DEMO_SOURCE  # generated images, as the demo's manifests say
+        df.to_csv(paths.manifest(task), index=False)
     return paths
 
 
@@ -333,9 +337,10 @@ def test_sample_images_offers_films_and_demo_test_images(demo_paths, tmp_path):
     labels = list(choices)
     assert [Path(choices[k]).name for k in labels[:2]] == list(DICOM_FILMS)
     assert all(Path(p).is_file() for p in choices.values())
-    assert sum(k.startswith("demo chest") for k in labels) == 3
-    assert sum(k.startswith("demo X-ray") for k in labels) == 2
-    assert sum(k.startswith("photograph") for k in labels) == 1
+    assert sum(k.startswith("generated chest phantom") for k in labels) == 3
+    assert sum(k.startswith("generated ") and k.split(" · ")[0].endswith(" phantom")
+               and "chest" not in k for k in labels) == 2
+    assert sum(k.startswith("generated photograph") for k in labels) == 1
     test_paths = set()
     for task in paper.TASKS:
         df = read_task_manifest(demo_paths.manifest(task))
@@ -354,11 +359,11 @@ def test_diagnose_demo_callbacks(diagnosers, images, tmp_path):
     assert demo.result.file == str(images[2]) and demo.result.stage == "chest"
     ranked = [f for f, _ in demo.result.top_findings(14)]
     assert [v for _, v in demo.finding.options] == ranked and demo.finding.value == ranked[0]
-    assert ranked[0] in demo.figure.axes[0].get_title()
+    assert ranked[0] in demo.caption.value
     demo.finding.value = ranked[5]
-    assert ranked[5] in demo.figure.axes[0].get_title()
+    assert ranked[5] in demo.caption.value
     assert set(demo.record()) == JSON_KEYS
-    assert len(demo.figure.axes) == 4
+    assert len(demo.figure.axes) == 3
 
     bad = tmp_path / "upload.png"
     bad.write_text("not an image")

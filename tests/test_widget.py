@@ -71,14 +71,122 @@ def test_refusals_look_different_from_a_diagnosis(diagnosers, films, tmp_path):
     bad.write_text("not an image")
     demo.simulate_upload(bad)
     looks["unreadable"] = demo.verdict.value
-    assert "data-kind='diagnosis'" in looks["chest"]
+    chest_kind = "diagnosis" if "data-kind='diagnosis'" in looks["chest"] else "no_finding"
+    assert f"data-kind='{chest_kind}'" in looks["chest"]
     assert "data-kind='refused'" in looks["not_xray"] and "Refused: not an X-ray" in looks["not_xray"]
     assert "data-kind='other_xray'" in looks["type_only"]
     assert "data-kind='unreadable'" in looks["unreadable"] and "cannot be read" in looks["unreadable"]
-    colours = {stage: style[0] for stage, style in VERDICT_STYLES.items()}
-    assert len(set(colours.values())) == 4
-    for stage, html in zip(("chest", "type_only", "not_xray", None), looks.values()):
-        assert colours[stage] in html
+    colours = {kind: style[0] for kind, style in VERDICT_STYLES.items()}
+    assert len(set(colours.values())) == 5
+    for kind, html in zip((chest_kind, "other_xray", "refused", "unreadable"), looks.values()):
+        assert colours[kind] in html
+
+
+def _chest(findings: dict[str, float]):
+    from xray_utils.config import paper
+    from xray_utils.diagnose.diagnoser import Diagnosis
+
+    types = {t: (0.9 if t == "chest" else 0.1 / 13) for t in paper.XRAY_TYPES}
+    probs = {f: 0.1 for f in paper.FINDINGS} | findings
+    return Diagnosis(file="film.png", ok=True, is_xray=0.97, xray_type="chest",
+                     type_probs=types, findings=probs)
+
+
+def test_below_the_threshold_no_finding_is_presented_as_found():
+    """One wording for the command line, the widget and the app: below 0.5 is no diagnosis."""
+    from xray_utils.cli.diagnose import format_block
+    from xray_utils.diagnose.verdict import verdict_html, verdict_kind, verdict_text
+
+    low = _chest({"Nodule": 0.20, "Atelectasis": 0.18})
+    assert verdict_kind(low) == "no_finding"
+    text = verdict_text(low)
+    assert not text.startswith("Diagnosis"), text
+    assert "no finding reaches P = 0.5; most probable: Nodule 0.20, Atelectasis 0.18" in text
+    assert low.verdict() in text and "Diagnosis" not in verdict_html(low)
+    assert "no finding reaches P = 0.5; most probable: Nodule 0.20" in format_block(1, 1, low)
+    high = _chest({"Effusion": 0.65, "Atelectasis": 0.73, "Nodule": 0.49})
+    assert verdict_kind(high) == "diagnosis"
+    assert verdict_text(high).startswith("Diagnosis: ")
+    assert "findings with P >= 0.5: Atelectasis 0.73, Effusion 0.65" in verdict_text(high)
+    assert "Nodule" not in verdict_text(high)
+    assert "findings with P >= 0.5: Atelectasis 0.73, Effusion 0.65" in format_block(1, 1, high)
+
+
+def test_an_upload_above_the_limit_gets_a_sentence_and_the_widget_goes_on(diagnosers, films,
+                                                                           tmp_path):
+    from xray_utils.diagnose.widget import MAX_UPLOAD_MIB, DiagnoseDemo
+
+    assert MAX_UPLOAD_MIB >= 64
+    demo = DiagnoseDemo(diagnosers["chest"], films, max_upload_mib=0.001)  # 1 KiB
+    assert "up to 0.001 MiB" in demo.upload_note.value and "DICOM" in demo.upload_note.value
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(big)
+    refused = demo.simulate_upload(big)
+    assert not refused.ok and "above the 0.001 MiB this page accepts" in refused.error
+    assert "python -m xray_utils diagnose big.png" in refused.error
+    assert "data-kind='unreadable'" in demo.verdict.value and demo.upload.value == ()
+    small = tmp_path / "small.png"
+    Image.fromarray(pattern_image()).save(small)
+    assert small.stat().st_size < 1024
+    assert demo.simulate_upload(small).ok and demo.shown == "small.png (your upload)"
+
+
+def test_two_quick_actions_end_with_the_second_verdict_and_picture(diagnosers, films):
+    """ipykernel runs widget events on threads: the last action wins, verdict and picture agree."""
+    import threading
+    import time
+
+    from xray_utils.diagnose.widget import DiagnoseDemo, picture_png
+
+    diagnoser = diagnosers["chest"]
+    seen_busy = []
+
+    class Slow:
+        def __init__(self):
+            self.meta = diagnoser.meta
+
+        def diagnose(self, sources, **kw):
+            time.sleep(0.6)
+            seen_busy.append(demo.status.value)
+            return diagnoser.diagnose(sources, **kw)
+
+    demo = DiagnoseDemo(diagnoser, films)
+    demo.diagnoser = Slow()
+    first, second = films["RG1_UNCR.dcm · chest film"], films["pattern · a test pattern"]
+    t1 = threading.Thread(target=lambda: setattr(demo.sample, "value", first))
+    t1.start()
+    time.sleep(0.1)
+    t2 = threading.Thread(target=lambda: setattr(demo.sample, "value", second))
+    t2.start()
+    t1.join(30)
+    t2.join(30)
+    assert all("diagnosing" in s for s in seen_busy) and seen_busy
+    assert demo.status.value == "" and not demo.busy
+    assert demo.result.file == second and demo.shown == "pattern · a test pattern"
+    assert "pattern · a test pattern" in demo.verdict.value
+    assert demo.picture == picture_png(diagnoser.diagnose([second])[0], demo.finding.value)
+
+
+def test_the_film_is_its_own_legible_picture(diagnosers, films):
+    from xray_utils.diagnose.widget import PICTURE_MIN_PX, DiagnoseDemo
+
+    demo = DiagnoseDemo(diagnosers["chest"], films)  # a 64 x 48 test pattern
+    with Image.open(__import__("io").BytesIO(demo.picture)) as img:
+        assert max(img.size) >= PICTURE_MIN_PX >= 300
+    assert "Grad-CAM" in demo.caption.value and demo.finding.value in demo.caption.value
+    assert len(demo.figure.axes) == 3  # the charts, apart from the picture
+
+
+def test_dropdown_labels_say_what_the_film_is():
+    from xray_utils.diagnose.widget import _source_name, describe_film
+
+    assert describe_film("chest", "No Finding") == "chest film, no finding"
+    assert describe_film("chest", "Mass|Nodule") == "chest film, Mass, Nodule"
+    assert describe_film("xray_or_not", "xray", "hand") == "hand film"
+    assert describe_film("xray_or_not", "not_xray") == "photograph (not an X-ray)"
+    assert describe_film("xray_type", "knee") == "knee film"
+    assert _source_name("open-films/fracatlas") == "FracAtlas"
+    assert _source_name("open-films/nih_cxr14") == "NIH ChestX-ray14"
 
 
 def test_app_page_and_command(tmp_path, monkeypatch, capsys):

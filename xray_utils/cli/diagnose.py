@@ -207,7 +207,7 @@ def _stream(results: Iterable[Diagnosis], n: int, heatmap_dir: Path | None, top:
 def format_block(i: int, n: int, d: Diagnosis, paths: dict[str, str] | None = None,
                  top: int = DEFAULT_TOP_K) -> str:
     """One file's block of the readable report (``[i/n] name`` and its verdict)."""
-    from xray_utils.diagnose import rule as chain
+    from xray_utils.diagnose.verdict import findings_sentence
 
     lines = [f"[{i}/{n}] {d.file if d.file is not None else '<array>'}"]
     pad = " " * 6
@@ -227,9 +227,7 @@ def format_block(i: int, n: int, d: Diagnosis, paths: dict[str, str] | None = No
         return "\n".join(lines)
     tops = " | ".join(f"{f} {p:.3f}" for f, p in d.top_findings(top))
     lines.append(f"{pad}findings  top {top}: {tops}")
-    present = [f for f, p in d.findings.items() if p >= chain.FINDING_THRESHOLD]
-    lines.append(f"{pad}          P >= {chain.FINDING_THRESHOLD:g}: "
-                 f"{', '.join(present) if present else 'none'}")
+    lines.append(f"{pad}          {findings_sentence(d, top)}")
     if paths:
         lines.append(f"{pad}heatmaps  " + f"\n{pad}          ".join(paths.values()))
     return "\n".join(lines)

@@ -124,17 +124,10 @@ class Diagnosis:
         return sorted(self.findings.items(), key=lambda kv: -kv[1])[:k]
 
     def verdict(self) -> str:
-        """One line a person reads: what the chain concluded."""
-        if not self.ok:
-            return f"cannot be read: {self.error}"
-        if self.stage == "not_xray":
-            return f"not an X-ray (P(X-ray) = {self.is_xray:.2f})"
-        p_type = self.type_probs[self.xray_type] if self.type_probs else float("nan")
-        head = f"X-ray (P = {self.is_xray:.2f}), type {self.xray_type} (P = {p_type:.2f})"
-        if self.stage == "type_only":
-            return head
-        tops = ", ".join(f"{f} {p:.2f}" for f, p in self.top_findings())
-        return f"{head}; top findings: {tops}"
+        """One line a person reads: what the chain concluded (:func:`verdict.verdict_line`)."""
+        from xray_utils.diagnose.verdict import verdict_line
+
+        return verdict_line(self)
 
     def overlay(self, finding: str, alpha: float = 0.4) -> np.ndarray:
         """The heatmap of ``finding`` blended over the image: RGB uint8 (``explain.plots.overlay``)."""

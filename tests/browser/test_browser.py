@@ -62,7 +62,7 @@ def test_app_page_upload(browser, app_server, film, shots, checkpoints):
         page.close()
 
 
-def test_notebook_06_in_jupyterlab(browser, lab_server, chest_film, shots):
+def test_notebook_06_in_jupyterlab(browser, lab_server, film, shots):
     base, token = lab_server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(120_000)
@@ -98,8 +98,9 @@ def test_notebook_06_in_jupyterlab(browser, lab_server, chest_film, shots):
         assert "Traceback" not in outputs, outputs[outputs.find("Traceback") - 200:][:3000]
         widget = page.locator(".jp-OutputArea-output", has=page.locator(VERDICT)).first
         widget.scroll_into_view_if_needed()
-        assert "RG3_UNCR.dcm (your upload)" in widget.inner_text()  # Run All's final state
-        text = upload(page, chest_film, widget)
+        # Run All's final state: the list's first entry (RG1), not an upload nobody made
+        assert "your upload" not in widget.inner_text() and "RG1_UNCR.dcm" in widget.inner_text()
+        text = upload(page, film, widget)
         assert ANSWER.search(text), text
         assert "Error displaying widget" not in outputs_text(page)
         widget.screenshot(path=str(shots / "notebook06_widget_after_upload.png"))

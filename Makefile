@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	# pip 24.1+ rejects catalyst 22.4's malformed metadata ("invalid metadata"), so pin pip below it
 	$(BIN)/python -m pip install "pip>=23,<24.1"
 	$(BIN)/python -m pip install -c requirements/constraints.txt -e ".[test]"
+	# JupyterLab from .venv accepts uploads up to the widget's limit (Tornado's default: 10 MiB)
+	$(BIN)/python -c 'from xray_utils.diagnose.uploads import write_jupyter_config as w; print(w("$(VENV)"))'
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -190,21 +190,35 @@ def test_dropdown_labels_say_what_the_film_is():
 
 
 def test_app_page_and_command(tmp_path, monkeypatch, capsys):
-    """The app's page holds the notice and the diagnosis widget; without checkpoints it says so."""
+    """The app's page: its header for the visitor, the widget; without checkpoints it says so."""
     import argparse
+    import json
 
     from xray_utils.cli import main
-    from xray_utils.cli.app import voila_command
-    from xray_utils.diagnose.app import NOTICE, build_app
+    from xray_utils.cli.app import APP_NOTEBOOK, voila_command
+    from xray_utils.diagnose.app import NOTICE, TITLE, build_app, header_html
 
+    head = header_html()
+    assert "not a medical device" in NOTICE and "generated phantoms" in NOTICE
+    assert "real films" in NOTICE and "synthetic" not in NOTICE
+    assert head.count("<h1") == 1 and TITLE in head and "64 MiB" in head and "DICOM" in head
+    assert "$" not in head and "/" not in head.replace("</", "")  # no variables nor paths
+    nb = json.loads(APP_NOTEBOOK.read_text())
+    assert nb["metadata"]["title"] == TITLE  # the browser tab's title
+    assert all(c["cell_type"] == "code" for c in nb["cells"])  # no developer text on the page
     folder = write_tiny_checkpoints(tmp_path / "ckpts", "not_xray")
     page = build_app(folder, device="cpu")
-    assert "not a medical device" in NOTICE and NOTICE[:30] in page.children[0].value
     assert page.demo.result.stage == "not_xray" and "Refused" in page.demo.verdict.value
+    assert str(folder) not in page.children[-1].value  # no machine path in the footer
     broken = build_app(tmp_path / "none", device="cpu")
-    assert broken.demo is None and "cannot be loaded" in broken.children[1].value
+    assert broken.demo is None and "cannot be loaded" in broken.children[0].value
+    assert str(tmp_path) not in broken.children[0].value
+    assert "cannot be loaded" in capsys.readouterr().err  # the reason goes to the server's log
     assert main(["app", "--checkpoints", str(tmp_path / "none")]) == 2
     assert "no trained checkpoints" in capsys.readouterr().err
     cmd = voila_command(argparse.Namespace(host="127.0.0.1", port=8866, open=False))
     assert "--Voila.ip=127.0.0.1" in cmd and "--no-browser" in cmd
     assert any(c.endswith("diagnose_app.ipynb") for c in cmd)
+    settings = next(c for c in cmd if c.startswith("--Voila.tornado_settings="))
+    assert str(1024 * 2**20) in settings and "disable_check_xsrf" in settings
+    assert any(c.startswith("--MappingKernelManager.cull_idle_timeout=") for c in cmd)

@@ -43,10 +43,37 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+#: A closed page's kernel is shut down by the page itself (its beforeunload request); one whose
+#: page vanished without saying so (a crash, a phone that dropped the tab) goes once it has had
+#: no page and nothing to do for this long, in seconds (checked every CULL_INTERVAL_S).
+CULL_IDLE_S = 30
+CULL_INTERVAL_S = 10
+
+
+def server_settings() -> dict:
+    """Tornado settings of the app's server (also what ``make setup`` gives JupyterLab).
+
+    ``websocket_max_message_size``: an upload travels to the kernel as one websocket message;
+    Tornado's default of 10 MiB closes the connection on a bigger film and kills the widget.
+    ``disable_check_xsrf``: Voila's page shuts its kernel down when it closes with a POST that
+    carries no XSRF token (Voila issue #1458: the server answers 403 and the kernel, about 1 GB,
+    stays); on this local server that request needs the kernel's random id, which no other site
+    knows, and kernels run no code sent from a page (Voila passes only widget messages).
+    """
+    from xray_utils.diagnose import uploads
+
+    return {**uploads.server_settings(), "disable_check_xsrf": True}
+
+
 def voila_command(args: argparse.Namespace) -> list[str]:
-    """The Voilà command line that serves the app notebook."""
+    """The Voila command line that serves the app notebook."""
     cmd = [sys.executable, "-m", "voila", str(APP_NOTEBOOK), f"--port={args.port}",
-           f"--Voila.ip={args.host}", "--Voila.port_retries=0"]
+           f"--Voila.ip={args.host}", "--Voila.port_retries=0",
+           f"--Voila.tornado_settings={server_settings()!r}",
+           # the page's header shows as soon as its cell ran, not after the models loaded
+           "--VoilaConfiguration.progressive_rendering=True",
+           f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE_S}",
+           f"--MappingKernelManager.cull_interval={CULL_INTERVAL_S}"]
     if not args.open:
         cmd.append("--no-browser")
     return cmd

@@ -30,20 +30,12 @@ from xray_utils.data.imageio import ImageReadError, read_gray_bytes
 from xray_utils.data.manifests import ManifestError, read_task_manifest
 from xray_utils.diagnose import rule as chain
 from xray_utils.diagnose.diagnoser import Diagnoser, Diagnosis
+from xray_utils.diagnose.uploads import FORMATS, MAX_UPLOAD_MIB, too_large  # noqa: F401
 from xray_utils.diagnose.verdict import STYLES as VERDICT_STYLES  # noqa: F401 (re-exported)
 from xray_utils.diagnose.verdict import present_findings, verdict_html, verdict_kind  # noqa: F401
 from xray_utils.sources.demo import SAMPLE_DICOM_FILMS
 from xray_utils.sources.demo import SOURCE as GENERATED
 
-#: The largest upload the widget accepts, in MiB.  The servers the project starts (the app, and
-#: JupyterLab with the configuration ``make setup`` installs) accept websocket messages up to
-#: :data:`SERVER_MESSAGE_MIB`, so a larger file still arrives and gets a sentence, not silence.
-MAX_UPLOAD_MIB = 64
-#: The websocket message limit the project's servers are started with, in MiB (Tornado's
-#: default is 10 MiB: an upload above it closes the kernel's connection and kills the widget).
-SERVER_MESSAGE_MIB = 1024
-#: The formats the reader takes (:mod:`xray_utils.data.imageio`), as the widget states them.
-FORMATS = "PNG, JPEG, TIFF, BMP or DICOM"
 #: The film's picture in the widget: at least this long side, in px (small inputs are enlarged).
 PICTURE_MIN_PX = 384
 
@@ -300,15 +292,6 @@ def _uploaded_files(value: Any) -> list[tuple[str, bytes]]:
     if isinstance(value, Mapping):
         return [(name, bytes(v["content"])) for name, v in value.items()]
     return [(v["name"], bytes(v["content"])) for v in (value or ())]
-
-
-def too_large(name: str, size: int, limit_mib: float = MAX_UPLOAD_MIB) -> str | None:
-    """The sentence for an upload above ``limit_mib`` (None when it is within the limit)."""
-    if size <= limit_mib * 2**20:
-        return None
-    return (f"{name} is {size / 2**20:.1f} MiB, above the {limit_mib:g} MiB this page accepts: "
-            f"diagnose it from a terminal instead (python -m xray_utils diagnose {name}), "
-            "which has no size limit.")
 
 
 class DiagnoseDemo:

@@ -1,0 +1,46 @@
+"""What the widget and the app accept as an upload (no heavy imports: the app's header uses it).
+
+An upload travels from the browser to the kernel as one websocket message.  Tornado's default
+limit of 10 MiB closes the connection on a bigger file and kills the widget, so the servers the
+project starts accept messages up to :data:`SERVER_MESSAGE_MIB` (``python -m xray_utils app``;
+JupyterLab through the configuration ``make setup`` installs), and the widget answers a file
+above :data:`MAX_UPLOAD_MIB` with a sentence (:func:`too_large`) instead of silence.
+"""
+from __future__ import annotations
+
+#: The largest upload the widget accepts, in MiB (real DICOM films are often 10-30 MB).
+MAX_UPLOAD_MIB = 64
+#: The websocket message limit the project's servers are started with, in MiB.
+SERVER_MESSAGE_MIB = 1024
+#: The formats the reader takes (:mod:`xray_utils.data.imageio`), as the pages state them.
+FORMATS = "PNG, JPEG, TIFF, BMP or DICOM"
+
+
+def server_settings() -> dict:
+    """Tornado settings for a server that takes uploads up to :data:`SERVER_MESSAGE_MIB`."""
+    return {"websocket_max_message_size": SERVER_MESSAGE_MIB * 2**20}
+
+
+def too_large(name: str, size: int, limit_mib: float = MAX_UPLOAD_MIB) -> str | None:
+    """The sentence for an upload above ``limit_mib`` (None when it is within the limit)."""
+    if size <= limit_mib * 2**20:
+        return None
+    return (f"{name} is {size / 2**20:.1f} MiB, above the {limit_mib:g} MiB this page accepts: "
+            f"diagnose it from a terminal instead (python -m xray_utils diagnose {name}), "
+            "which has no size limit.")
+
+
+def write_jupyter_config(prefix: str) -> str:
+    """Give the JupyterLab of the environment at ``prefix`` the app's upload limit.
+
+    Writes ``<prefix>/etc/jupyter/jupyter_server_config.d/xray-tutorial-uploads.json`` (read by
+    every Jupyter server started from that environment; ``make setup`` calls this for
+    ``.venv``) and returns its path.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "xray-tutorial-uploads.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"ServerApp": {"tornado_settings": server_settings()}}, indent=1) + "\n")
+    return str(path)

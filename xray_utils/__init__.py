@@ -46,7 +46,7 @@ _EXPORTS: dict[str, str] = {
     "read_metrics": "xray_utils.evaluate.record",
     "update_metrics": "xray_utils.evaluate.record",
     "plot_learning_curves": "xray_utils.evaluate.plots",
-    "save_figure": "xray_utils.evaluate.plots",
+    "save_figure": "xray_utils.data.plots",
     "Diagnoser": "xray_utils.diagnose.diagnoser",
     "diagnose": "xray_utils.diagnose.diagnoser",
 }

@@ -24,6 +24,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from xray_utils.config import paper
+from xray_utils.config.jsonable import to_jsonable
+from xray_utils.config.profiles import check_device
 
 ARCH = "densenet121"
 NORMALIZATION = "per_image_standardize"
@@ -73,22 +75,13 @@ class XrayDenseNet(nn.Module):
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """The one device rule: ``None``/``"auto"`` -> the GPU when there is one, else the CPU.
 
-    Any other value must name a device torch knows and that is present here: ``"cuda"`` on a
-    machine without a GPU is an error, never a silent fall-back to the CPU.
+    Any other value goes through :func:`xray_utils.config.profiles.check_device`: ``"cuda"`` on
+    a machine without a GPU is an error (a ``ValueError``), never a silent fall-back to the CPU.
     """
-    if device is None or str(device) == "auto":
+    text = check_device("auto" if device is None else device)
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {device!r} ({exc}); use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but torch sees no GPU here; use "
-                         "'auto' or 'cpu'")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r} is not supported by this tutorial; use auto, cpu "
-                         "or cuda")
-    return dev
+    return torch.device(text)
 
 
 def build_model(task: str, pretrained: bool = False, allow_fallback: bool = False) -> XrayDenseNet:
@@ -268,40 +261,16 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: Mapping[str, Any])
                                 f"infinite values (e.g. {bad[0]}); the training diverged. Lower "
                                 "the learning rate (-p LR ...) and train again.")
     meta = dict(meta)
-    validate_meta(json.loads(json.dumps(meta, default=_json_default)), str(info))
+    validate_meta(to_jsonable(meta), str(info))
     tmp_weights, tmp_info = Path(str(weights) + ".tmp"), info.with_suffix(".json.tmp")
     save_file(state, str(tmp_weights))
     meta["weights_sha256"] = file_sha256(tmp_weights)
     # JSON has no NaN: a non-finite metric (e.g. an AUC without positives) is written as null
-    tmp_info.write_text(json.dumps(_finite_json(meta), indent=2, default=_json_default,
-                                   allow_nan=False))
+    tmp_info.write_text(json.dumps(to_jsonable(meta), indent=2, allow_nan=False))
     tmp_weights.chmod(tmp_info.stat().st_mode & 0o777)
     tmp_weights.replace(weights)
     tmp_info.replace(info)
     return info
-
-
-def _finite_json(o: Any) -> Any:
-    """``o`` with NaN / inf floats replaced by None (JSON has no NaN)."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, np.generic):
-        return _finite_json(o.item())
-    if isinstance(o, dict):
-        return {k: _finite_json(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite_json(v) for v in o]
-    return o
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.generic,)):
-        return o.item()
-    if isinstance(o, (tuple, set)):
-        return list(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",

@@ -64,6 +64,7 @@ import torch
 from tqdm.auto import tqdm
 
 from xray_utils.config import paper
+from xray_utils.config.jsonable import to_jsonable
 from xray_utils.config.paths import LABELLED_FOLDER_ENV, REPO_ROOT, labelled_folder_dir, project_paths
 
 PROG = "python -m xray_utils bench"
@@ -1132,14 +1133,6 @@ def default_json_path(preset: str) -> Path:
     return REPO_ROOT / "runs" / "bench" / f"{preset}.json"
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 # --------------------------------------------------------------------------------------------
 # command line
 # --------------------------------------------------------------------------------------------
@@ -1184,7 +1177,7 @@ def run(args: argparse.Namespace) -> int:
                         compile=not args.no_compile, progress=not args.no_progress)
     print()
     print(format_table(results))
-    text = json.dumps(results, indent=2, default=_json_default)
+    text = json.dumps(to_jsonable(results), indent=2)
     if args.json == "-":
         print(text)
     else:

@@ -1,2 +1,2 @@
 """Configuration: the paper's facts (`paper`), the profiles (`profiles`), folders and
-environment variables (`paths`), seeds (`seeding`)."""
+environment variables (`paths`), seeds (`seeding`), the one JSON converter (`jsonable`)."""

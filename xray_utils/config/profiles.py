@@ -84,7 +84,8 @@ LOSSES: Mapping[str, tuple[str, ...]] = {"xray_or_not": ("cross_entropy",),
                                          "xray_type": ("cross_entropy",),
                                          "chest": ("bce", "bce_pos_weight")}
 OPTIMIZERS: tuple[str, ...] = ("Adam", "RAdam")
-SCHEDULERS: tuple[str, ...] = ("ReduceLROnPlateau", "OneCycleLR")
+#: The schedulers the training knows, and when Catalyst steps each: per ``epoch`` or per ``batch``.
+SCHEDULERS: Mapping[str, str] = {"ReduceLROnPlateau": "epoch", "OneCycleLR": "batch"}
 AUGMENTS: tuple[str, ...] = ("flip_crop", "hv_flip", "none")
 NORMALIZES: tuple[str, ...] = ("per_image",)
 
@@ -132,7 +133,9 @@ def _choice(key: str, v: Any, choices: tuple[str, ...], why: str = "") -> str:
 
 
 def check_device(value: Any) -> str:
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; a GPU device that this machine lacks is an error."""
+    """The one device check (settings, ``--device`` options, :func:`xray_utils.models.resolve_device`):
+    ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, lower-cased; a GPU that this machine lacks is an
+    error (:class:`SettingsError`, a ``ValueError``), never a silent fall-back to the CPU."""
     text = str(value).strip().lower()
     if text in ("auto", "cpu"):
         return text
@@ -142,13 +145,14 @@ def check_device(value: Any) -> str:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = int(text[5:]) if ":" in text else 0
         if count == 0:
-            raise SettingsError(f"DEVICE {value!r}: no CUDA GPU is available on this machine; use "
-                                "-p DEVICE auto (the GPU when there is one) or -p DEVICE cpu")
+            raise SettingsError(f"device {value!r}: no CUDA GPU is available on this machine (torch "
+                                "sees no GPU); use DEVICE auto (the GPU when there is one) or cpu")
         if index >= count:
-            raise SettingsError(f"DEVICE {value!r}: this machine has {count} GPU(s) (cuda:0 ... "
+            raise SettingsError(f"device {value!r}: this machine has {count} GPU(s) (cuda:0 ... "
                                 f"cuda:{count - 1})")
         return text
-    raise SettingsError(f"DEVICE must be auto, cpu, cuda or cuda:N; got {value!r}")
+    raise SettingsError(f"unknown device {value!r}: DEVICE must be auto, cpu, cuda or cuda:N "
+                        "(auto: the GPU when there is one)")
 
 
 def validate(cfg: Mapping[str, Any], task: str | None = None) -> dict[str, Any]:
@@ -196,7 +200,7 @@ def validate(cfg: Mapping[str, Any], task: str | None = None) -> dict[str, Any]:
             raise SettingsError("SCHEDULER must be a mapping with a name, e.g. "
                                 '{"name": "ReduceLROnPlateau", "mode": "min", "factor": 0.1, '
                                 f'"patience": 3}}; got {sch!r}')
-        name = _choice("SCHEDULER name", sch["name"], SCHEDULERS)
+        name = _choice("SCHEDULER name", sch["name"], tuple(SCHEDULERS))
         sch = {**sch, "name": name}
         if name == "ReduceLROnPlateau":
             missing = [k for k in ("mode", "factor", "patience") if k not in sch]

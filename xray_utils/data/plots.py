@@ -1,4 +1,5 @@
-"""Figures and tables about the data: galleries per class, a batch, counts beside Table I."""
+"""Figures and tables about the data: galleries per class, a batch, counts beside Table I, and
+the one figure saver every chapter and module uses (:func:`save_figure`, :data:`DPI`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,11 +23,25 @@ def _grid(n: int, cols: int) -> tuple[plt.Figure, np.ndarray]:
     return fig, axes
 
 
+#: Dots per inch of every saved figure.
+DPI = 110
+
+
+def save_figure(fig: plt.Figure, out_png: str | Path, bbox_inches: str | None = "tight") -> Path:
+    """Save ``fig`` as PNG at :data:`DPI` (folders created) and return the path.
+
+    ``bbox_inches="tight"`` crops the saved image to what is drawn; ``None`` keeps the figure's
+    own size (for figures laid out with ``fig.tight_layout()``)."""
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=DPI, bbox_inches=bbox_inches)
+    return out
+
+
 def _save(fig: plt.Figure, out_png: str | Path | None) -> plt.Figure:
     fig.tight_layout()
     if out_png is not None:
-        Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out_png, dpi=110)
+        save_figure(fig, out_png, bbox_inches=None)
     return fig
 
 

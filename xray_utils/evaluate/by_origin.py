@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from xray_utils.data.plots import save_figure
 from xray_utils.evaluate.metrics import (
     CI_LEVEL,
     DEFAULT_RESAMPLES,
@@ -121,5 +122,5 @@ def plot_origin_gap(by_origin: Mapping[str, Any], out: str | Path | None = None)
     ax.set_title("The same models on generated and on real test images")
     fig.tight_layout()
     if out is not None:
-        fig.savefig(out, dpi=110)
+        save_figure(fig, out, bbox_inches=None)
     return fig

@@ -74,7 +74,6 @@ image *should* reach: ``not_xray`` (photos), ``type_only`` (X-rays other than ch
 """
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -92,6 +91,7 @@ from sklearn.metrics import (
 )
 
 from xray_utils.config import paper
+from xray_utils.config.jsonable import to_jsonable
 from xray_utils.data.manifests import findings_to_vector
 from xray_utils.diagnose import rule as chain
 from xray_utils.evaluate.predictions import (
@@ -225,25 +225,6 @@ def _check_truth(truth: pd.Series, classes: Sequence[str], what: str) -> np.ndar
         raise ValueError(f"{what} predictions have truth value(s) {bad} that are not classes "
                          f"{list(classes)}")
     return truth.to_numpy(dtype=object)
-
-
-def _nan_to_none(x: float) -> float | None:
-    return None if x is None or not math.isfinite(float(x)) else float(x)
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Plain-JSON version of ``obj``: numpy -> Python, tuples -> lists, NaN/inf -> None."""
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return _nan_to_none(obj)
-    return obj
 
 
 # --------------------------------------------------------------------------- Module I

@@ -1,8 +1,8 @@
 """Figures of the evaluation (the paper's Table II, Figs. 2-4, Table III) and learning curves.
 
-Each function draws from metrics (:mod:`xray_utils.evaluate.metrics`) or prediction tables, saves a
-PNG (``DPI`` dots per inch) and returns the matplotlib figure, so a notebook shows it and a
-script can close it.  File names the notebooks use are in :data:`FIGURE_NAMES`.
+Each function draws from metrics (:mod:`xray_utils.evaluate.metrics`) or prediction tables,
+saves a PNG (:func:`xray_utils.data.plots.save_figure`) and returns the matplotlib figure, so a
+notebook shows it and a script can close it.  File names the notebooks use are in :data:`FIGURE_NAMES`.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import seaborn as sns
 
 from xray_utils.config import paper
 from xray_utils.data.imageio import ImageReadError, read_gray
+from xray_utils.data.plots import save_figure
 from xray_utils.evaluate.metrics import STAGE_LABELS, STAGES, roc_curves, table3_frame
 
-DPI = 110
 #: Stable file names in ``figures/<profile>/``.
 FIGURE_NAMES: Mapping[str, str] = {
     "xray_or_not_confusion": "xray_or_not_confusion.png",
@@ -33,14 +33,6 @@ FIGURE_NAMES: Mapping[str, str] = {
 }
 HISTORY_COLUMNS = ("epoch", "loader", "metric", "value")
 _PRETTY = {"xray": "X-ray", "not_xray": "not X-ray"}
-
-
-def save_figure(fig: plt.Figure, out_png: str | Path) -> Path:
-    """Save ``fig`` as PNG (folders created) and return the path."""
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI, bbox_inches="tight")
-    return out
 
 
 def _count_pct_annotations(cm: np.ndarray) -> np.ndarray:

@@ -9,19 +9,9 @@ from typing import TYPE_CHECKING, Any, Mapping
 if TYPE_CHECKING:
     import pandas as pd
 
+from xray_utils.config.jsonable import to_jsonable
+
 METRICS_FILE = "metrics.json"
-
-
-def _default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (tuple, set)):
-        return list(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def read_metrics(figures_dir: str | Path) -> dict[str, Any]:
@@ -40,7 +30,7 @@ def update_metrics(figures_dir: str | Path, section: str, data: Mapping[str, Any
         metrics["profile"] = profile
     metrics[section] = data
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=False, default=_default) + "\n")
+    tmp.write_text(json.dumps(to_jsonable(metrics), indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
     return path
 

@@ -23,6 +23,7 @@ import torch
 from catalyst import dl
 from catalyst.core.callback import CallbackOrder, ICheckpointCallback
 
+from xray_utils.config.jsonable import to_jsonable
 from xray_utils.config.paths import CHECKPOINT_STEM, LAST_STATE
 from xray_utils.models import checkpoint_meta, save_checkpoint
 
@@ -213,7 +214,7 @@ class ResumableCheckpointCallback(ICheckpointCallback):
             self.best, self.best_epoch = score, epoch
             valid = {k: float(v) for k, v in runner.epoch_metrics["valid"].items()}
             meta = checkpoint_meta(self.task, int(self.cfg["IMAGE_SIZE"]),
-                                   training={**jsonable(self.cfg), "best_epoch": epoch,
+                                   training={**to_jsonable(self.cfg, default=str), "best_epoch": epoch,
                                              "processes": int(runner.engine.num_processes),
                                              "device": str(runner.engine.device)},
                                    metrics={"valid": valid})
@@ -237,10 +238,6 @@ class ResumableCheckpointCallback(ICheckpointCallback):
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "module", model)
-
-
-def jsonable(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(dict(cfg), default=str))
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ from catalyst.core.callback import Callback, CallbackOrder
 
 from xray_utils.config import paper
 from xray_utils.config.paths import CHECKPOINT_STEM, ProjectPaths
+from xray_utils.config.profiles import SCHEDULERS
 from xray_utils.config.seeding import seed_everything
 from xray_utils.data.loaders import make_loaders
 from xray_utils.models import (
@@ -166,10 +167,6 @@ def make_optimizer(cfg: Mapping[str, Any], params) -> torch.optim.Optimizer:
 
         return torch_optimizer.RAdam(params, **kwargs)
     raise ValueError(f"unknown optimizer {cfg['OPTIMIZER']!r}; expected Adam or RAdam")
-
-
-#: Schedulers :func:`make_scheduler` knows, and whether Catalyst steps them per batch.
-SCHEDULERS: dict[str, str] = {"ReduceLROnPlateau": "epoch", "OneCycleLR": "batch"}
 
 
 def make_scheduler(cfg: Mapping[str, Any], optimizer: torch.optim.Optimizer,

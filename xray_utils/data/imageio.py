@@ -37,6 +37,13 @@ Limits (module constants, also keyword arguments of :func:`read_gray`)
   any pixel is decoded, and a deflated DICOM (Deflated Explicit VR Little Endian) is inflated
   in chunks against the same limit (a small file that inflates to gigabytes is refused after
   reading at most the limit, without keeping it in memory).
+* :data:`MAX_DICOM_ELEMENTS`, :data:`MAX_DICOM_DEPTH` -- the encoded DICOM data set is walked
+  (tags and lengths only) before pydicom parses it; compressed frames (RLE, JPEG, JPEG 2000) are
+  checked against the header before decoding, segmented palettes refused, TIFF tiles bounded
+  (:mod:`xray_utils.data.dicom_guard`).
+* :data:`DECODE_MEMORY_BYTES`, :data:`DECODE_TIMEOUT_S` -- the budget of
+  :class:`xray_utils.data.decode_worker.DecodeWorker`, which decodes in a child process under
+  an address-space limit and a time limit (``diagnose``, the app and the widget read files so).
 
 DICOM modality
 --------------
@@ -81,6 +88,18 @@ MAX_FILE_BYTES = 512 * 1024 ** 2
 #: samples x bytes per sample) would take more memory than this; also the most a deflated
 #: DICOM may inflate to.
 MAX_DECODED_BYTES = 256 * 1024 ** 2
+#: What decoding one image may add to the memory of the process that decodes it, when it is
+#: decoded under a budget (:class:`xray_utils.data.decode_worker.DecodeWorker`, used by
+#: ``diagnose`` and the app): an address-space limit, so it covers what a file really expands
+#: to, whatever its header declares.
+DECODE_MEMORY_BYTES = 768 * 1024 ** 2
+#: Seconds the decoding of one image may take under a budget (same worker).
+DECODE_TIMEOUT_S = 20.0
+#: A DICOM data set may hold at most this many data elements and sequence items in all (a
+#: radiograph has a few hundred); counted before pydicom parses it.
+MAX_DICOM_ELEMENTS = 100_000
+#: DICOM sequences may be nested at most this deep.
+MAX_DICOM_DEPTH = 12
 #: DICOM Modality codes that are not radiographs, with the name used in messages.
 NON_RADIOGRAPH_MODALITIES = {
     "CT": "computed tomography (CT)", "MR": "magnetic resonance (MR)", "US": "ultrasound (US)",
@@ -377,6 +396,7 @@ def _read_pil(fp: BinaryIO, name: str, head: bytes, limits: _Limits) -> np.ndarr
             depth = 4 if im.mode in ("I", "F", "RGBX", "RGBA", "CMYK") else (
                 2 if im.mode.startswith("I;16") else 1)
             _check_geometry(name, width, height, limits, max(bands, depth))  # first frame only
+            _check_tiles(im, name, limits, max(bands, depth))
             try:
                 im.load()
             except (OSError, SyntaxError, ValueError) as exc:
@@ -388,6 +408,34 @@ def _read_pil(fp: BinaryIO, name: str, head: bytes, limits: _Limits) -> np.ndarr
             except Exception:  # a broken EXIF block: keep the stored orientation
                 pass
             return pil_to_gray(im, name)
+
+
+def _check_tiles(im: Image.Image, name: str, limits: _Limits, bytes_per_pixel: int) -> None:
+    """Refuse a TIFF whose tiles or strips are larger than the budget, whatever the image size
+    (the decoder allocates a whole tile: a 1 MB file can declare a gigabyte tile)."""
+    extents = [(t[1][2] - t[1][0], t[1][3] - t[1][1]) for t in (im.tile or [])[:4096]
+               if len(t) > 1 and t[1] and len(t[1]) == 4]
+    tags = getattr(im, "tag_v2", None)
+    if tags is not None:
+        tile = (tags.get(322), tags.get(323))  # TileWidth, TileLength
+        if all(isinstance(v, int) for v in tile):
+            extents.append(tile)
+        strip = tags.get(278)  # RowsPerStrip
+        if isinstance(strip, int) and not all(isinstance(v, int) for v in tile):
+            extents.append((im.size[0], min(strip, im.size[1])))
+    samples = int(tags.get(277, 1) or 1) if tags is not None else 1  # SamplesPerPixel
+    bits = tags.get(258) if tags is not None else None  # BitsPerSample
+    per_pixel = max(bytes_per_pixel, samples * max(int(b) for b in bits) // 8
+                    if isinstance(bits, tuple) and bits else bytes_per_pixel)
+    for w, h in extents:
+        need = int(w) * int(h) * per_pixel
+        if need > limits.max_bytes or w < 0 or h < 0:
+            raise _Refused(
+                f"{name}: the {im.format or 'image'} file stores its pixels in a tile or strip "
+                f"of {w} x {h} pixels, {need / 2**20:,.0f} MiB once decoded, more than the "
+                f"{limits.max_bytes / 2**20:,.0f} MiB this reader accepts "
+                "(xray_utils.data.imageio.MAX_DECODED_BYTES); refused before decoding. Save the "
+                "image again (untiled, or with ordinary tiles).")
 
 
 def pil_to_gray(im: Image.Image, name: str = "<image>") -> np.ndarray:
@@ -476,17 +524,49 @@ def _dcmread_bounded(fp: BinaryIO, name: str, force: bool, limits: _Limits):
         meta = _read_file_meta_info(fp)
     except Exception:
         meta = None
-    if meta is None or str(meta.get("TransferSyntaxUID", "")) != _DEFLATED_SYNTAX:
+    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if syntax != _DEFLATED_SYNTAX:
+        body = fp.tell() if meta is not None else start
+        _scan_file(fp, name, body, syntax)
         fp.seek(start)
         return pydicom.dcmread(fp, force=force)
     body = fp.tell()
     _inflate_bounded(fp, name, limits.max_bytes, keep=False)  # count first: no big buffer
     fp.seek(body)
     inflated = _inflate_bounded(fp, name, limits.max_bytes, keep=True)
+    from xray_utils.data.dicom_guard import scan_dataset
+
+    scan_dataset(inflated, 0, name, implicit=False)
     ds = pydicom.dcmread(io.BytesIO(inflated), force=True)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
     return ds
+
+
+def _scan_file(fp: BinaryIO, name: str, body: int, syntax: str) -> None:
+    """Count the data set's elements and items from ``body`` on, before pydicom parses them
+    (:func:`xray_utils.data.dicom_guard.scan_dataset`); the file is mapped, not read."""
+    import mmap
+
+    from xray_utils.data.dicom_guard import scan_dataset
+
+    implicit = {"1.2.840.10008.1.2": True}.get(syntax, None if not syntax else False)
+    little = syntax != "1.2.840.10008.1.2.2"
+    if isinstance(fp, io.BytesIO):
+        buf = fp.getbuffer()
+        try:
+            scan_dataset(buf, body, name, implicit=implicit, little=little)
+        finally:
+            buf.release()
+        return
+    try:
+        mapped = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        fp.seek(0)
+        scan_dataset(fp.read(), body, name, implicit=implicit, little=little)
+        return
+    with mapped:
+        scan_dataset(mapped, body, name, implicit=implicit, little=little)
 
 
 def _modality_refusal(ds, name: str) -> str | None:
@@ -570,6 +650,11 @@ def _read_dicom(fp: BinaryIO, name: str, force: bool, limits: _Limits) -> np.nda
         ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit is not False
                                           else ExplicitVRLittleEndian)
     syntax = ds.file_meta.TransferSyntaxUID
+    from xray_utils.data import dicom_guard
+
+    dicom_guard.check_frame(ds, name, syntax, rows, cols, frames, samples, bits)
+    if photometric == "PALETTE COLOR":
+        dicom_guard.check_palette(ds, name, rows, cols, limits.max_bytes)
     try:
         arr = pixel_array(ds, index=0)
     except (NotImplementedError, RuntimeError) as exc:

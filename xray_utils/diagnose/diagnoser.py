@@ -221,8 +221,13 @@ def _item_name(item: Any) -> str | None:
     return None
 
 
-def _as_gray(item: ImageInput, any_modality: bool = False) -> tuple[str | None, np.ndarray]:
-    """A path, array or PIL image -> (file name or None, 2-D uint8); ImageReadError if not."""
+def _as_gray(item: ImageInput, any_modality: bool = False,
+             reader: Any = None) -> tuple[str | None, np.ndarray]:
+    """A path, array or PIL image -> (file name or None, 2-D uint8); ImageReadError if not.
+
+    Files are read with ``reader.read_gray`` when given (a
+    :class:`~xray_utils.data.decode_worker.DecodeWorker`: under the decoding budget), else in
+    this process."""
     if isinstance(item, (str, bytes, os.PathLike)):
         name = _item_name(item)
         try:
@@ -231,7 +236,8 @@ def _as_gray(item: ImageInput, any_modality: bool = False) -> tuple[str | None, 
             raise ImageReadError(f"{name}: not a usable file name ({exc}).") from None
         if "\x00" in str(path):
             raise ImageReadError(f"{name}: a file name cannot contain a NUL character.")
-        return name, read_gray(path, any_modality=any_modality)
+        read = reader.read_gray if reader is not None else read_gray
+        return name, read(path, any_modality=any_modality)
     if isinstance(item, Image.Image):
         w, h = item.size
         if min(w, h) < MIN_SIDE:
@@ -269,7 +275,8 @@ class Diagnoser:
     def __init__(self, checkpoints_dir: str | os.PathLike | None = None,
                  device: str | torch.device | None = None,
                  threshold: float = chain.XRAY_THRESHOLD, top_k: int = DEFAULT_TOP_K,
-                 batch_size: int = DEFAULT_BATCH_SIZE, any_modality: bool = False) -> None:
+                 batch_size: int = DEFAULT_BATCH_SIZE, any_modality: bool = False,
+                 isolate: bool = True) -> None:
         self.checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir()).expanduser()
         self.device = resolve_device(device)
         #: diagnose DICOM files of non-radiograph modalities too (CT, MR, ...; for teaching)
@@ -281,6 +288,36 @@ class Diagnoser:
         self.meta: dict[str, dict] = {}
         for task in paper.TASKS:
             self.models[task], self.meta[task] = self._load(task)
+        #: files are decoded in a child process under the decoding budget (memory and time,
+        #: :mod:`xray_utils.data.decode_worker`); ``isolate=False`` decodes in this process
+        self.isolate = bool(isolate)
+        self._worker = None
+
+    @property
+    def reader(self):
+        """The :class:`~xray_utils.data.decode_worker.DecodeWorker` files are decoded in (None
+        when ``isolate=False``); started on first use."""
+        if not self.isolate:
+            return None
+        if self._worker is None:
+            from xray_utils.data.decode_worker import DecodeWorker
+
+            self._worker = DecodeWorker()
+        return self._worker
+
+    def read_bytes(self, data: bytes | bytearray | memoryview, name: str) -> np.ndarray:
+        """An uploaded file's bytes -> 2-D uint8, read as files are (under the decoding budget);
+        raises :class:`~xray_utils.data.imageio.ImageReadError`."""
+        if self.reader is None:
+            from xray_utils.data.imageio import read_gray_bytes
+
+            return read_gray_bytes(data, name, any_modality=self.any_modality)
+        return self.reader.read_gray_bytes(data, name, any_modality=self.any_modality)
+
+    def close(self) -> None:
+        """End the decoding child process (a later file starts a new one)."""
+        if self._worker is not None:
+            self._worker.close()
 
     def _load(self, task: str) -> tuple[torch.nn.Module, dict]:
         info, weights = checkpoint_files(self.checkpoints_dir, task)
@@ -372,7 +409,10 @@ class Diagnoser:
         slots: list[int] = []
         for item in items:
             try:
-                name, gray = _as_gray(item, self.any_modality)
+                name, gray = _as_gray(item, self.any_modality, self.reader)
+                blank = chain.blank_reason(gray)
+                if blank:
+                    raise ImageReadError(f"{name or '<image>'}: {blank}")
             except ImageReadError as exc:
                 out.append(Diagnosis(file=_item_name(item), ok=False, error=str(exc)))
                 continue

@@ -16,6 +16,27 @@ XRAY_THRESHOLD = 0.5
 #: per-class thresholds chosen on the validation split).
 FINDING_THRESHOLD = 0.5
 CHEST = "chest"
+#: An image whose grey values vary less than this (standard deviation, 0-255 scale) has no
+#: content to diagnose: solid black, white or any solid colour, or nearly so (e.g. a bomb that
+#: decodes to black).  A radiograph varies by tens of grey levels.
+BLANK_STD = 2.0
+
+
+def blank_reason(gray: np.ndarray, min_std: float = BLANK_STD) -> str | None:
+    """Why a 2-D uint8 image is refused before the models ("blank or unreadable image"), or None.
+
+    The chain decides here, before Module I: such an image is never diagnosed.
+    """
+    a = np.asarray(gray)
+    step = max(1, int(np.ceil(max(a.shape) / 512)))  # a 512 px sample is plenty for a spread
+    sample = a[::step, ::step].astype(np.float32)
+    spread = float(sample.std()) if sample.size else 0.0
+    if spread >= min_std:
+        return None
+    level = float(sample.mean()) if sample.size else 0.0
+    return (f"blank or unreadable image: its grey values hardly vary (mean {level:.0f}, standard "
+            f"deviation {spread:.2f} of 255, under {min_std:g}); there is nothing to diagnose. "
+            "Check that the file holds the film itself.")
 
 
 def is_xray(p_xray: np.ndarray | float, threshold: float = XRAY_THRESHOLD) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 
 from xray_utils.config import paper
 from xray_utils.config.paths import ProjectPaths
-from xray_utils.data.imageio import ImageReadError, read_gray_bytes
+from xray_utils.data.imageio import ImageReadError
 from xray_utils.data.manifests import ManifestError, read_task_manifest
 from xray_utils.diagnose import rule as chain
 from xray_utils.diagnose.diagnoser import Diagnoser, Diagnosis
@@ -449,7 +449,7 @@ class DiagnoseDemo:
                 if refused:
                     return self._display(Diagnosis(file=name, ok=False, error=refused), shown)
                 try:
-                    gray = read_gray_bytes(data, name)
+                    gray = self.diagnoser.read_bytes(data, name)
                 except ImageReadError as exc:
                     return self._display(Diagnosis(file=name, ok=False, error=str(exc)), shown)
                 return self.show(gray, name=name, shown=shown)

@@ -12,7 +12,7 @@ from xray_utils.data import manifests
 from xray_utils.data.imageio import read_gray
 from xray_utils.sources import demo
 
-TINY = dict(image_size=32, per_type=2, n_chest=12, n_photos=6, seed=3)
+TINY = dict(image_size=32, per_type=2, n_chest=12, n_photos=6, seed=3, types="all")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_build_is_deterministic_and_independent_of_workers(tiny_build, tmp_path)
 
 
 def test_cached_build_is_reused_and_parameter_changes_rebuild(tmp_path):
-    params = dict(image_size=24, per_type=1, n_chest=3, n_photos=2, seed=0)
+    params = dict(image_size=24, per_type=1, n_chest=3, n_photos=2, seed=0, types="all")
     path = demo.build_demo_dataset(tmp_path, workers=1, progress=False, **params)
     first = path.stat().st_mtime_ns
     again = demo.build_demo_dataset(tmp_path, workers=1, progress=False, **params)
@@ -87,7 +87,7 @@ def test_cached_build_is_reused_and_parameter_changes_rebuild(tmp_path):
 
 
 def test_interrupted_build_resumes(tmp_path, monkeypatch):
-    params = dict(image_size=24, per_type=4, n_chest=8, n_photos=4, seed=1)  # 64 images = 2 chunks
+    params = dict(image_size=24, per_type=4, n_chest=8, n_photos=4, seed=1, types="all")  # 2 chunks
     calls = {"n": 0}
     real = demo._run_chunk
 
@@ -113,6 +113,50 @@ def test_interrupted_build_resumes(tmp_path, monkeypatch):
 def test_bad_parameters_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="per_type"):
         demo.build_demo_dataset(tmp_path, per_type=0)
+
+
+def test_only_the_types_asked_for_are_generated(tmp_path):
+    path = demo.build_demo_dataset(tmp_path, workers=1, progress=False,
+                                   **{**TINY, "types": ["dental", "finger"], "n_chest": 0})
+    df = manifests.read_image_manifest(path)
+    assert set(df.loc[df["is_xray"] == "1", "xray_type"]) == {"dental", "finger"}
+    assert len(df) == 2 * TINY["per_type"] + TINY["n_photos"]
+    again = demo.build_demo_dataset(tmp_path, workers=1, progress=False,
+                                    **{**TINY, "types": "dental,finger", "n_chest": 0})
+    assert again == path
+    with pytest.raises(ValueError, match="unknown X-ray type"):
+        demo.check_types("dental,toe")
+
+
+def test_the_demo_profile_generates_only_where_real_films_are_missing_or_thin():
+    from xray_utils.config.profiles import SettingsError, settings, validate
+
+    cfg = settings("demo")
+    assert set(cfg["DEMO_TYPES"]) == {"dental", "finger", "wrist", "elbow", "shoulder"}
+    assert validate({"DEMO_TYPES": "all"})["DEMO_TYPES"] == tuple(t for t in paper.XRAY_TYPES
+                                                                  if t != "chest")
+    with pytest.raises(SettingsError, match="unknown X-ray type"):
+        validate({"DEMO_TYPES": "toe"})
+
+
+def test_chest_phantoms_are_test_films_only_unless_asked(tmp_path):
+    """Without PHANTOM_CHEST_TRAINING no module trains on a chest phantom; Module III tests on
+    all of them."""
+    from xray_utils.config.paths import project_paths
+    from xray_utils.config.profiles import settings
+    from xray_utils.sources.profile import load_profile_images, task_manifest_options
+
+    cfg = settings("demo", DEMO_IMAGE_SIZE=32, DEMO_PER_TYPE=2, DEMO_CHEST=12, DEMO_PHOTOS=6,
+                   OPEN_FILMS=False)
+    paths = project_paths("demo", tmp_path / "data", tmp_path / "run", tmp_path / "fig")
+    images = load_profile_images("demo", paths, cfg, seed=3)
+    chest = images[images["xray_type"] == "chest"]
+    assert len(chest) == 12 and set(chest["split"]) == {"test"}
+    tasks = manifests.task_manifests(images, seed=0, **task_manifest_options(cfg))
+    assert (tasks["xray_type"]["label"] != "chest").all()
+    assert len(tasks["chest"]) == 12 and set(tasks["chest"]["split"]) == {"test"}
+    trained = settings("demo", PHANTOM_CHEST_TRAINING=True)
+    assert "demo" not in task_manifest_options(trained).get("chest_test_only_sources", ())
 
 
 def test_chest_patients_have_follow_ups():

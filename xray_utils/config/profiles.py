@@ -20,9 +20,15 @@ _COMMON: Mapping[str, Mapping[str, Any]] = {
     "demo": {
         "IMAGE_SIZE": 64, "BATCH_SIZE": 32, "NUM_WORKERS": 0, "DEVICE": "auto",
         "PRETRAINED": False, "AMP": False, "SEED": 0,
-        # demo dataset generation (see xray_utils.sources.demo)
-        "DEMO_IMAGE_SIZE": 128, "DEMO_PER_TYPE": 200, "DEMO_CHEST": 3000,
+        # demo dataset generation (see xray_utils.sources.demo): real films first, so phantoms
+        # only of the types no shipped film covers (dental panoramic, finger) or covers thinly
+        # (wrist 16, elbow 25, shoulder 53 films); "all" for the 13 non-chest types
+        "DEMO_IMAGE_SIZE": 128, "DEMO_PER_TYPE": 200,
+        "DEMO_TYPES": ("dental", "finger", "wrist", "elbow", "shoulder"), "DEMO_CHEST": 600,
         "DEMO_PHOTOS": 1000,
+        # PHANTOM_CHEST_TRAINING: whether the chest phantoms train Module III (False: they are
+        # its generated test films only, and no module trains on them)
+        "PHANTOM_CHEST_TRAINING": False,
         # the real films shipped in data/open-films (xray_utils.sources.open_films): mixed into
         # Modules I-II (the paper's 10 % of the 4,247 chest films) and tested on in every
         # module; REAL_CHEST_TRAINING: whether Module III also trains on them
@@ -170,7 +176,7 @@ def validate(cfg: Mapping[str, Any], task: str | None = None) -> dict[str, Any]:
                 raise SettingsError(f"{key} must be a multiple of 8 (e.g. {v - v % 8} or "
                                     f"{v - v % 8 + 8}); got {v}")
     for key, low in (("EPOCHS", 1), ("BATCH_SIZE", 1), ("NUM_WORKERS", 0), ("SEED", 0),
-                     ("DEMO_PER_TYPE", 1), ("DEMO_CHEST", 1), ("DEMO_PHOTOS", 0), ("DIST_PORT", 1)):
+                     ("DEMO_PER_TYPE", 1), ("DEMO_CHEST", 0), ("DEMO_PHOTOS", 0), ("DIST_PORT", 1)):
         if key in out:
             _int(key, g(key), low)
     if g("MAX_TRAIN") is not None:
@@ -187,7 +193,14 @@ def validate(cfg: Mapping[str, Any], task: str | None = None) -> dict[str, Any]:
                 or not all(_is_number(x) and 0 <= x < 1 for x in b)):
             raise SettingsError(f"BETAS must be two numbers in [0, 1), e.g. [0.9, 0.999]; got {b!r}")
         out["BETAS"] = tuple(float(x) for x in b)
-    for key in ("AMP", "PRETRAINED", "ALLOW_PRETRAINED_FALLBACK"):
+    if g("DEMO_TYPES") is not None:
+        from xray_utils.sources.demo import check_types
+
+        try:
+            out["DEMO_TYPES"] = tuple(check_types(g("DEMO_TYPES")))
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+    for key in ("AMP", "PRETRAINED", "ALLOW_PRETRAINED_FALLBACK", "PHANTOM_CHEST_TRAINING"):
         if g(key) is not None and not isinstance(g(key), bool):
             raise SettingsError(f"{key} must be True or False; got {g(key)!r}")
     if "DEVICE" in out:

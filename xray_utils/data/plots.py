@@ -62,6 +62,18 @@ def type_gallery(images: pd.DataFrame, out_png: str | Path | None = None, per_ty
     return _save(fig, out_png)
 
 
+def phantom_gallery(out_png: str | Path | None = None, seed: int = 0, size: int = 128) -> plt.Figure:
+    """One generated phantom of each of the 14 X-ray types, rendered on the fly (a teaching
+    example of what the generator draws; nothing is written to the dataset)."""
+    from xray_utils.sources.phantoms import render
+
+    fig, axes = _grid(len(paper.XRAY_TYPES), 7)
+    for k, (ax, kind) in enumerate(zip(axes, paper.XRAY_TYPES)):
+        ax.imshow(render(kind, (seed, 999, k), size).image, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{kind} (phantom)", fontsize=8)
+    return _save(fig, out_png)
+
+
 def draw_boxes(ax: plt.Axes, boxes: Sequence, only: str | None = None,
                scale: float | tuple[float, float] = 1.0, color: str = "red",
                linewidth: float = 1.2) -> None:

@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -82,10 +82,13 @@ def chest_patients(n_chest: int, seed: int) -> list[int]:
     return out[:n_chest]
 
 
-def _jobs(per_type: int, n_chest: int, n_photos: int, seed: int) -> list[dict[str, Any]]:
-    """Everything to render, in manifest order."""
+def _jobs(per_type: int, n_chest: int, n_photos: int, seed: int,
+          types: Sequence[str] = paper.XRAY_TYPES) -> list[dict[str, Any]]:
+    """Everything to render, in manifest order (``types``: the non-chest types to render)."""
     jobs: list[dict[str, Any]] = []
     for kind in paper.XRAY_TYPES:
+        if kind != "chest" and kind not in types:
+            continue
         if kind == "chest":
             for i, pat in enumerate(chest_patients(n_chest, seed)):
                 jobs.append({"kind": kind, "index": i, "patient": pat})
@@ -140,11 +143,26 @@ def _run_chunk(args: tuple[list[dict[str, Any]], int, int, str]) -> list[dict[st
     return rows
 
 
-def _params(image_size: int, per_type: int, n_chest: int, n_photos: int, seed: int) -> dict[str, Any]:
+def _params(image_size: int, per_type: int, n_chest: int, n_photos: int, seed: int,
+            types: Sequence[str]) -> dict[str, Any]:
     from xray_utils.sources.phantoms import GENERATOR_VERSION
 
     return {"image_size": int(image_size), "per_type": int(per_type), "n_chest": int(n_chest),
-            "n_photos": int(n_photos), "seed": int(seed), "generator_version": GENERATOR_VERSION}
+            "n_photos": int(n_photos), "seed": int(seed), "generator_version": GENERATOR_VERSION,
+            "types": [t for t in paper.XRAY_TYPES if t in types and t != "chest"]}
+
+
+def check_types(types: Sequence[str] | str) -> list[str]:
+    """The generated non-chest X-ray types, checked: ``"all"``, or names from ``paper.XRAY_TYPES``
+    (a list, or one comma-separated string); ``chest`` is counted by ``n_chest`` instead."""
+    if isinstance(types, str):
+        types = paper.XRAY_TYPES if types.strip().lower() == "all" else \
+            [t.strip() for t in types.split(",") if t.strip()]
+    unknown = sorted(set(types) - set(paper.XRAY_TYPES))
+    if unknown:
+        raise ValueError(f"DEMO_TYPES: unknown X-ray type(s) {unknown}; choose from "
+                         f"{', '.join(paper.XRAY_TYPES)} or 'all'")
+    return [t for t in paper.XRAY_TYPES if t in types and t != "chest"]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -162,16 +180,18 @@ def _write_json(obj: Any, path: Path) -> None:
 
 def build_demo_dataset(out_dir: str | Path, *, image_size: int | None = None, per_type: int | None = None,
                        n_chest: int | None = None, n_photos: int | None = None, seed: int = 0,
-                       workers: int = 2, force: bool = False, progress: bool = True) -> Path:
+                       types: Sequence[str] | str | None = None, workers: int = 2,
+                       force: bool = False, progress: bool = True) -> Path:
     """Generate the demo dataset under ``out_dir``; returns the path of ``images.csv``.
 
-    ``per_type`` images for each of the 13 non-chest X-ray types, ``n_chest`` chest films (some
-    patients with 2-3 follow-up films), ``n_photos`` non-X-ray images, all ``image_size`` px
-    square.  Splits are assigned patient-wise, 70/20/10 per type, by
+    ``per_type`` images for each non-chest X-ray type of ``types`` (by default the demo's
+    ``DEMO_TYPES``: only the types no shipped real film covers well; ``"all"`` for the 13),
+    ``n_chest`` chest films (some patients with 2-3 follow-up films; 0 for none), ``n_photos``
+    non-X-ray images, all ``image_size`` px square.  Splits are assigned patient-wise, 70/20/10 per type, by
     :func:`xray_utils.data.manifests.assign_splits`.  ``workers`` processes render in parallel (0 or 1:
     in this process).  Returns immediately when ``out_dir`` already holds a dataset built with the
     same parameters, unless ``force``.  Sizes left ``None`` take the demo profile's
-    (``DEMO_IMAGE_SIZE``, ``DEMO_PER_TYPE``, ``DEMO_CHEST``, ``DEMO_PHOTOS`` in
+    (``DEMO_IMAGE_SIZE``, ``DEMO_PER_TYPE``, ``DEMO_CHEST``, ``DEMO_PHOTOS``, ``DEMO_TYPES`` in
     :mod:`xray_utils.config.profiles`).
     """
     from xray_utils.config.profiles import settings
@@ -181,14 +201,15 @@ def build_demo_dataset(out_dir: str | Path, *, image_size: int | None = None, pe
     per_type = demo["DEMO_PER_TYPE"] if per_type is None else per_type
     n_chest = demo["DEMO_CHEST"] if n_chest is None else n_chest
     n_photos = demo["DEMO_PHOTOS"] if n_photos is None else n_photos
-    for name, val, lo in (("image_size", image_size, 16), ("per_type", per_type, 1), ("n_chest", n_chest, 1),
+    types = check_types(demo["DEMO_TYPES"] if types is None else types)
+    for name, val, lo in (("image_size", image_size, 16), ("per_type", per_type, 1), ("n_chest", n_chest, 0),
                           ("n_photos", n_photos, 1)):
         if int(val) < lo:
             raise ValueError(f"build_demo_dataset: {name}={val} is too small (minimum {lo})")
     out = Path(out_dir)
     manifest_path = out / "images.csv"
     info_path = out / "demo_info.json"
-    params = _params(image_size, per_type, n_chest, n_photos, seed)
+    params = _params(image_size, per_type, n_chest, n_photos, seed, types)
     info = _read_json(info_path)
     if not force and manifest_path.is_file() and info is not None and info.get("parameters") == params:
         return manifest_path
@@ -204,7 +225,7 @@ def build_demo_dataset(out_dir: str | Path, *, image_size: int | None = None, pe
     _write_json(params, parts_dir / "parameters.json")
 
     t0 = time.perf_counter()
-    jobs = _jobs(per_type, n_chest, n_photos, seed)
+    jobs = _jobs(per_type, n_chest, n_photos, seed, types)
     chunks = [jobs[i:i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
     todo = [(k, c) for k, c in enumerate(chunks) if not (parts_dir / f"{k:05d}.json").is_file()]
     bar = tqdm(total=len(jobs), initial=len(jobs) - sum(len(c) for _, c in todo), desc="demo images",

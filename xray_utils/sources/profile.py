@@ -31,7 +31,11 @@ def load_profile_images(profile: str, paths: ProjectPaths, cfg: Mapping[str, Any
 
         images = read_image_manifest(build_demo_dataset(
             paths.demo_dir, image_size=int(cfg["DEMO_IMAGE_SIZE"]), per_type=int(cfg["DEMO_PER_TYPE"]),
-            n_chest=int(cfg["DEMO_CHEST"]), n_photos=int(cfg["DEMO_PHOTOS"]), seed=seed))
+            n_chest=int(cfg["DEMO_CHEST"]), n_photos=int(cfg["DEMO_PHOTOS"]), seed=seed,
+            types=cfg.get("DEMO_TYPES", "all")))
+        if not cfg.get("PHANTOM_CHEST_TRAINING", True):
+            # every chest phantom is a generated test film (one split: no patient straddles two)
+            images.loc[images["xray_type"] == "chest", "split"] = "test"
         if cfg.get("OPEN_FILMS"):
             from xray_utils.sources.open_films import OPEN_FILMS_DIR, load_open_films
 
@@ -60,16 +64,30 @@ def load_profile_images(profile: str, paths: ProjectPaths, cfg: Mapping[str, Any
 
 
 def task_manifest_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """How the profile's task manifests treat the shipped real films (demo settings
-    ``REAL_CHEST_FRACTION`` and ``REAL_CHEST_TRAINING``); empty for the other profiles."""
-    if not cfg.get("OPEN_FILMS"):
-        return {}
-    from xray_utils.sources.open_films import SOURCE_PREFIX
+    """How the profile's task manifests treat the shipped real films and the chest phantoms (demo
+    settings ``REAL_CHEST_FRACTION``, ``REAL_CHEST_TRAINING`` and ``PHANTOM_CHEST_TRAINING``);
+    empty for the other profiles.
 
-    options: dict[str, Any] = {
-        "chest_fraction_by_source": {SOURCE_PREFIX: float(cfg.get("REAL_CHEST_FRACTION", 1.0))}}
-    if not cfg.get("REAL_CHEST_TRAINING", True):
-        options["chest_test_only_sources"] = (SOURCE_PREFIX,)
+    Without ``PHANTOM_CHEST_TRAINING`` the chest phantoms enter Module III's test split only (the
+    generated test films) and Modules I-II not at all: the real chest films teach those."""
+    options: dict[str, Any] = {}
+    by_source: dict[str, float] = {}
+    test_only: list[str] = []
+    if cfg.get("PROFILE", "demo") == "demo" and not cfg.get("PHANTOM_CHEST_TRAINING", True):
+        from xray_utils.sources.demo import SOURCE as DEMO_SOURCE
+
+        by_source[DEMO_SOURCE] = 0.0
+        test_only.append(DEMO_SOURCE)
+    if cfg.get("OPEN_FILMS"):
+        from xray_utils.sources.open_films import SOURCE_PREFIX
+
+        by_source[SOURCE_PREFIX] = float(cfg.get("REAL_CHEST_FRACTION", 1.0))
+        if not cfg.get("REAL_CHEST_TRAINING", True):
+            test_only.append(SOURCE_PREFIX)
+    if by_source:
+        options["chest_fraction_by_source"] = by_source
+    if test_only:
+        options["chest_test_only_sources"] = tuple(test_only)
     return options
 
 

@@ -35,7 +35,7 @@ from xray_utils.sources.phantoms.physics import Phantom
 from xray_utils.sources.phantoms.torso import render_hip, render_humerus, render_shoulder, render_spine
 
 #: Bumped whenever a change alters the generated pixels (recorded in ``demo_info.json``).
-GENERATOR_VERSION = "phantoms-1.0"
+GENERATOR_VERSION = "phantoms-1.1"
 
 #: One renderer per X-ray type of ``paper.XRAY_TYPES``: ``fn(seed, size) -> Phantom``.
 RENDERERS: dict[str, Callable[..., Phantom]] = {

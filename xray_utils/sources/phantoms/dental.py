@@ -37,7 +37,9 @@ _CROWN = tuple(1.3 * w for w in (1.0, 0.95, 1.0, 0.85, 0.8, 0.75, 0.72, 0.7))
 
 
 def _occlusal(x: np.ndarray | float, smile: float) -> np.ndarray:
-    return smile * np.asarray(x) ** 2
+    """The bite line: a "smile", lowest at the midline and rising towards the molars (image
+    y grows downwards)."""
+    return -smile * np.asarray(x) ** 2
 
 
 def render_dental(seed, size: int = 128, *, return_attenuation: bool = False) -> Phantom:
@@ -88,7 +90,7 @@ def render_dental(seed, size: int = 128, *, return_attenuation: bool = False) ->
     soft(cv, (0, -6.8 * g), (1.8 * g, 1.6 * g), 1.4 * g, density=-1.0, soft_edge=0.3)
     # mandible: body along a U curve, rami up to the condyles, dense inferior cortex
     xs = np.linspace(-10.5, 10.5, 15) * g
-    body_y = 3.0 * g + _occlusal(xs, smile) * 1.2
+    body_y = 3.4 * g + _occlusal(xs, smile) * 1.6
     ramus_x = float(a.uniform(11.0, 12.5)) * g
     parts = [
         T(
@@ -127,7 +129,7 @@ def render_dental(seed, size: int = 128, *, return_attenuation: bool = False) ->
     # cervical spine ghosts at the image edges
     for side in (-1, 1):
         soft_tube(
-            cv, [(side * 14.0 * g, -8 * g), (side * 13.5 * g, 8 * g)], 1.6 * g, density=2.5, profile=1.5
+            cv, [(side * 14.2 * g, -8 * g), (side * 13.6 * g, 8 * g)], 2.0 * g, density=3.2, profile=1.5
         )
     # the teeth
     missing = t.random(32) < float(t.uniform(0.0, 0.15))
@@ -171,8 +173,8 @@ def _tooth(
     filling: bool,
 ) -> None:
     """One tooth: enamel crown over dentin, pulp, one or two roots pointing away from the bite."""
-    crown_h = _CROWN[i] * g
-    root_h = _ROOT[i] * 1.2 * g
+    crown_h = _CROWN[i] * 1.3 * g
+    root_h = _ROOT[i] * 1.05 * g
     tilt = float(rng.normal(0, 0.06)) + 0.02 * cx / g
     d = np.array([np.sin(tilt), np.cos(tilt)]) * jaw  # from the bite into the bone
     top = np.array([cx, occ])
@@ -182,9 +184,9 @@ def _tooth(
     ellipse(
         cv,
         crown_c,
-        (0.5 * w, 0.55 * crown_h),
-        0.45 * w,
-        enamel,
+        (0.6 * w, 0.6 * crown_h),
+        0.6 * w,
+        1.3 * enamel,
         angle=tilt,
         power=2.6,
         cortex=0.22,
@@ -195,8 +197,8 @@ def _tooth(
         off = (j - (n_roots - 1) / 2) * 0.45 * w
         base = top + d * crown_h + np.array([np.cos(tilt), -np.sin(tilt)]) * off * jaw
         tip = base + d * root_h + np.array([off * 0.2, 0.0])
-        rw = 0.38 * w if n_roots == 1 else 0.24 * w
-        tube(cv, [base, tip], [rw, rw * 0.35], dentin, depth_ratio=1.2, end_cap=1.0)
+        rw = 0.55 * w if n_roots == 1 else 0.34 * w
+        tube(cv, [base, tip], [rw, rw * 0.5], 1.3 * dentin, depth_ratio=1.4, end_cap=1.0)
     # pulp chamber and canal
     tube(
         cv,

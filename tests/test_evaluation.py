@@ -142,6 +142,25 @@ def test_bootstrap_ci_contains_estimate_narrows_and_is_seeded():
                               ev.bootstrap_means(small, FAST, 1))
 
 
+def test_vectorised_bootstrap_aucs_equal_the_ranked_resamples_and_sklearn():
+    rng = np.random.default_rng(5)
+    n = 120
+    y = (rng.random((n, 4)) < [0.3, 0.1, 0.03, 0.5]).astype(float)
+    p = np.round(rng.random((n, 4)) * 0.6 + 0.3 * y, 1)  # many ties within and across labels
+    y[:, 3] = 0  # a finding without positives: NaN in every resample
+    fast = ev.bootstrap_aucs(y, p, 300, seed=7)
+    np.testing.assert_array_equal(fast, ev.bootstrap_aucs_by_ranks(y, p, 300, seed=7))
+    assert np.isnan(fast[:, 3]).all() and np.isnan(fast[:, 2]).any()  # rare: some resamples lack it
+    idx = np.concatenate(list(ev._resample_chunks(n, 300, seed=7)))
+    for r in (0, 1, 150, 299):
+        for c in range(3):
+            yy, pp = y[idx[r], c], p[idx[r], c]
+            if 0 < yy.sum() < n:
+                assert fast[r, c] == pytest.approx(roc_auc_score(yy, pp), abs=1e-12)
+            else:
+                assert np.isnan(fast[r, c])
+
+
 def test_bootstrap_draws_do_not_depend_on_chunking():
     a = np.concatenate(list(ev._resample_chunks(37, 50, seed=4, max_cells=37 * 7)))
     b = np.concatenate(list(ev._resample_chunks(37, 50, seed=4)))

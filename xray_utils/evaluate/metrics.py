@@ -194,7 +194,50 @@ def rank_auc(y: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 def bootstrap_aucs(y: np.ndarray, p: np.ndarray, n_resamples: int = DEFAULT_RESAMPLES,
                    seed: int = 0) -> np.ndarray:
-    """Per-class AUCs of bootstrap resamples of the images: ``(n_resamples, n_classes)``."""
+    """Per-class AUCs of bootstrap resamples of the images: ``(n_resamples, n_classes)``.
+
+    The resamples are those of :func:`_resample_chunks` (drawn once for all classes).  A
+    resample is a count per image (how often it was drawn), so its AUC is the Mann-Whitney
+    statistic with each image weighted by its count: ``AUC = sum_i c_i (N_<i + N_=i / 2) / (P N)``
+    over the positive images ``i`` (count ``c_i``), where ``N_<i`` and ``N_=i`` are the counted
+    negatives scored below and equal to image ``i``, read from one running sum over the
+    negatives sorted by score (sorted once per class).  All the terms are integers or halves,
+    so the result is the very number :func:`rank_auc` gives on the resampled images (a test
+    checks both and scikit-learn), at O(resamples x images) per class instead of a sort per
+    resample and class.
+    """
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    n, n_classes = y.shape
+    plans = []
+    for c in range(n_classes):
+        pos = np.flatnonzero(y[:, c] > 0)
+        neg = np.flatnonzero(y[:, c] <= 0)
+        neg = neg[np.argsort(p[neg, c], kind="stable")]
+        scores = p[neg, c]
+        plans.append((pos, neg, np.searchsorted(scores, p[pos, c], side="left"),
+                      np.searchsorted(scores, p[pos, c], side="right")))
+    out = []
+    for idx in _resample_chunks(n, n_resamples, seed):
+        k = len(idx)
+        counts = np.bincount((idx + (np.arange(k) * n)[:, None]).ravel(),
+                             minlength=k * n).reshape(k, n).astype(float)
+        aucs = np.empty((k, n_classes))
+        for c, (pos, neg, lo, hi) in enumerate(plans):
+            below = np.zeros((k, len(neg) + 1))  # below[:, j]: counted negatives of the j lowest
+            np.cumsum(counts[:, neg], axis=1, out=below[:, 1:])
+            c_pos = counts[:, pos]
+            n_pos, n_neg = c_pos.sum(axis=1), below[:, -1]
+            u = (c_pos * (below[:, lo] + below[:, hi])).sum(axis=1) / 2.0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                aucs[:, c] = np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+        out.append(aucs)
+    return np.concatenate(out)
+
+
+def bootstrap_aucs_by_ranks(y: np.ndarray, p: np.ndarray, n_resamples: int = DEFAULT_RESAMPLES,
+                            seed: int = 0) -> np.ndarray:
+    """:func:`bootstrap_aucs` the direct way (each resample's images ranked again, one class at a
+    time): the reference the weighted-count version is tested against."""
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
     out = []
     for idx in _resample_chunks(len(y), n_resamples, seed):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from commands import diagnose as main
 from PIL import Image
 
-from xray_utils.cli.diagnose import main
 from xray_utils.config import paper
 
 sys.path.insert(0, str(Path(__file__).parent))

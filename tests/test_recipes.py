@@ -144,7 +144,7 @@ def test_notebook_runner_refuses_before_running(tmp_path):
 def test_train_command_refuses_bad_settings_before_any_work(tmp_path, capsys):
     from types import SimpleNamespace
 
-    from xray_utils.cli.train import main
+    from xray_utils.cli.train import run as main
 
     args = SimpleNamespace(task="chest", profile="demo",
                            param=[["RUN_DIR", json.dumps(str(tmp_path / "run"))], ["LOSS", "focal"]])

@@ -212,7 +212,7 @@ def test_saving_nan_weights_is_refused(tmp_path):
 def test_bad_checkpoint_is_exit_2_before_any_file_is_read(ckpts, tmp_path, capsys):
     import json
 
-    from xray_utils.cli.diagnose import main
+    from commands import diagnose as main
 
     folder = _copy(ckpts, tmp_path / "c")
     info = folder / "xray_or_not" / "best.json"
@@ -275,7 +275,7 @@ def test_non_finite_outputs_are_refused_per_image(ckpts, tmp_path):
 def test_cli_names_exit_codes_and_long_names(ckpts, tmp_path, capsys):
     import json
 
-    from xray_utils.cli.diagnose import main
+    from commands import diagnose as main
 
     good = _film(tmp_path, "x" * 240 + ".png")
     weird = _film(tmp_path, "film.png")
@@ -300,7 +300,8 @@ def test_cli_names_exit_codes_and_long_names(ckpts, tmp_path, capsys):
 def test_cli_crash_is_exit_3_with_a_message(ckpts, tmp_path, capsys, monkeypatch):
     import json
 
-    from xray_utils.cli.diagnose import main
+    from commands import diagnose as main
+
     from xray_utils.diagnose import diagnoser
 
     def boom(self, *a, **k):

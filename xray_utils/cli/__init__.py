@@ -1,8 +1,10 @@
 """Command line: ``python -m xray_utils COMMAND ...``.
 
 One convention for every sub-command: a module ``xray_utils.cli.<command>`` with
-``add_parser(subparsers)``, which registers the command's arguments and sets ``func`` (called
-with the parsed arguments; its return value is the exit status).  Only the module of the command
+``add_parser(subparsers)``, which registers the command's arguments and sets ``func`` to the
+module's ``run(args)`` (called with the parsed arguments; its return value is the exit status).
+The package has no other entry point: ``main(argv)`` below runs any command (``bench`` hands over to
+``tools/bench/harness.py``, whose ``run`` it is).  Only the module of the command
 being run is imported, so ``diagnose --help`` never loads Catalyst or the notebook runner.
 """
 from __future__ import annotations
@@ -22,7 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "diagnose image files (X-ray? type? chest findings + heatmaps)"),
     "download": ("xray_utils.cli.download",
                  "download the openly licensed datasets of the public profile"),
-    "transfer": ("xray_utils.cli.transfer", "score the demo models on real films and photographs"),
+    "transfer": ("xray_utils.cli.transfer",
+                 "score Modules I and II on a labelled folder of films and photographs"),
     "bench": ("xray_utils.cli.bench",
               "measure data, training, inference and Grad-CAM speed against baselines"),
     "app": ("xray_utils.cli.app", "serve the diagnosis demo as a page on 127.0.0.1 (Voila)"),

@@ -27,7 +27,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable
 
 from xray_utils.config import paper
 
@@ -241,29 +241,3 @@ def format_summary(counts: dict) -> str:
             f"{counts.get('type_only', 0)} other X-ray, {counts.get('not_xray', 0)} not X-ray), "
             f"{counts.get(None, 0)} could not be read.\n"
             "For teaching and research only; not a medical device.")
-
-
-def format_diagnoses(results: Sequence[Diagnosis],
-                     heatmap_paths: Sequence[dict[str, str] | None] | None = None,
-                     top: int = DEFAULT_TOP_K) -> str:
-    """The readable report: one block per file, then a summary line."""
-    heatmap_paths = heatmap_paths or [None] * len(results)
-    n = len(results)
-    counts: dict = {"chest": 0, "type_only": 0, "not_xray": 0, None: 0}
-    blocks = []
-    for i, (d, paths) in enumerate(zip(results, heatmap_paths), start=1):
-        blocks.append(format_block(i, n, d, paths, top))
-        counts[d.stage] += 1
-    return "\n".join(blocks) + "\n" + format_summary(counts)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (same arguments as the sub-command); returns the exit status."""
-    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    configure(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

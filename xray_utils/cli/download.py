@@ -19,7 +19,7 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from xray_utils.config.profiles import settings
+from xray_utils.config.profiles import DOWNLOADED_PROFILES, settings
 from xray_utils.sources import public
 
 
@@ -28,7 +28,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "download", help="download the openly licensed datasets of the public profile",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("public",), help="which data set: public (ChestMNIST, "
+    p.add_argument("what", choices=DOWNLOADED_PROFILES, help="which data set: public (ChestMNIST, "
                    "MedNIST, FracAtlas, Imagenette)")
     p.add_argument("--only", action="append", metavar="NAME",
                    help=f"only these files or datasets (repeatable); files: {', '.join(public.FILES)}")
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     if args.list:
         return _list(args, out)
-    size = args.image_size or int(settings("public")["IMAGE_SIZE"])
+    size = args.image_size or int(settings(args.what)["IMAGE_SIZE"])
     progress = not args.no_progress
     offline = True if args.offline else None
     try:
@@ -104,15 +104,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {d.title}: {d.licence.split(';')[0]}", file=out)
     print("Cite them where you show results: print(xray_utils.sources.public.citations()).", file=out)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the sub-command alone (``python -m xray_utils.cli.download public ...``)."""
-    parser = argparse.ArgumentParser(prog="python -m xray_utils")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["download", *(argv if argv is not None else sys.argv[1:])])
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

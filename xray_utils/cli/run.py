@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from xray_utils.config.paths import NOTEBOOKS_DIR, project_paths
+from xray_utils.config.profiles import DEFAULT_PROFILE, PROFILES
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
 
@@ -145,7 +146,7 @@ def check_parameters(profile: str, notebooks: Sequence[Path], parameters: dict[s
         settings(profile, _TRAINING_TASKS.get(nb[:2]), **given)
 
 
-def run_all(profile: str = "demo", only: Iterable[str] | None = None,
+def run_all(profile: str = DEFAULT_PROFILE, only: Iterable[str] | None = None,
             parameters: dict[str, Any] | None = None, notebooks_dir: Path = NOTEBOOKS_DIR,
             out_dir: Path | None = None, echo=print) -> list[NotebookRun]:
     """Execute the selected notebooks in order; stops at the first failure (raises).
@@ -169,8 +170,8 @@ def run_all(profile: str = "demo", only: Iterable[str] | None = None,
     return runs
 
 
-def main(args) -> int:
-    """Entry point of ``python -m xray_utils run``."""
+def run(args) -> int:
+    """``python -m xray_utils run``: the notebooks in order; returns the exit status."""
     from xray_utils.config.profiles import SettingsError
 
     params = {key: parse_value(value) for key, value in (args.param or [])}
@@ -189,11 +190,11 @@ def main(args) -> int:
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("run", help="execute the notebooks in order with papermill")
-    p.add_argument("--profile", default="demo", choices=("demo", "public", "full"))
+    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
     p.add_argument("--only", action="append", metavar="NAME",
                    help="run only notebooks whose name starts with/contains NAME (repeatable)")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="override a notebook parameter, e.g. -p SEED 1 -p EPOCHS 2")
     p.add_argument("--out", help="folder for the executed notebooks (default: <run>/notebooks)")
     p.add_argument("--notebooks", help="folder of the numbered notebooks (default: notebooks/)")
-    p.set_defaults(func=main)
+    p.set_defaults(func=run)

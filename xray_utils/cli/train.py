@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 
 from xray_utils.config import paper
+from xray_utils.config.profiles import DEFAULT_PROFILE, PROFILES
 
 
-def main(args) -> int:
+def run(args) -> int:
     """``python -m xray_utils train TASK``: one training outside the notebooks (e.g. multi-GPU)."""
     from xray_utils.cli.run import parse_value
     from xray_utils.config.paths import project_paths
@@ -36,6 +37,6 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train one module outside the notebooks "
                                             "(use -p DISTRIBUTED N for N processes)")
     p.add_argument("task", choices=paper.TASKS)
-    p.add_argument("--profile", default="demo", choices=("demo", "public", "full"))
+    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
-    p.set_defaults(func=main)
+    p.set_defaults(func=run)

@@ -1,4 +1,4 @@
-"""``python -m xray_utils transfer``: score the demo models on a labelled folder of real films."""
+"""``python -m xray_utils transfer``: score Modules I and II on a labelled folder of films."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 from xray_utils.evaluate.transfer import format_transfer_report, held_out_files, score_transfer
 
 
-def main(args) -> int:
+def run(args) -> int:
     try:
         only = (set().union(*(held_out_files(m) for m in args.test_split_of))
                 if args.test_split_of else None)
@@ -23,12 +23,13 @@ def main(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("transfer", help="score the demo models on real films and photographs")
+    p = subparsers.add_parser(
+        "transfer", help="score Modules I and II on a labelled folder of films and photographs")
     p.add_argument("--checkpoints", help="checkpoints folder (default: the demo run's)")
-    p.add_argument("--samples", help="a labelled folder of real images (default: $XRAY_REAL_SAMPLES)")
+    p.add_argument("--samples", help="a labelled folder (default: $XRAY_REAL_SAMPLES)")
     p.add_argument("--json", help="also write the scores to this JSON file")
     p.add_argument("--test-split-of", metavar="TASK_MANIFEST", action="append",
                    help="score only the images in the test split of these manifests "
                         "(repeatable; for models that trained on part of the folder, e.g. with "
                         "-p EXTRA_DATA)")
-    p.set_defaults(func=main)
+    p.set_defaults(func=run)

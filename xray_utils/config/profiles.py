@@ -14,6 +14,10 @@ from typing import Any, Mapping
 from xray_utils.config import paper
 
 PROFILES: tuple[str, ...] = ("demo", "public", "full")
+#: The profile a command uses when none is named.
+DEFAULT_PROFILE = PROFILES[0]
+#: The profiles whose data ``python -m xray_utils download PROFILE`` fetches.
+DOWNLOADED_PROFILES: tuple[str, ...] = ("public",)
 
 #: Defaults shared by all tasks of a profile.
 _COMMON: Mapping[str, Mapping[str, Any]] = {

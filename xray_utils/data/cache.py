@@ -40,7 +40,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from xray_utils.data import imageio
-from xray_utils.data.imageio import read_gray, resize_gray
+from xray_utils.data.imageio import read_gray, read_gray_resized
 
 TRANSFORM_VERSION = "gray8-resize-bilinear-v1"
 DEFAULT_WORKERS = 2
@@ -97,7 +97,7 @@ def cache_key(paths: Sequence[str], size: int, transform: str | None = None) -> 
 
 
 def _decode_one(path: str, size: int) -> np.ndarray:
-    return resize_gray(read_gray(path), size)
+    return read_gray_resized(path, size)
 
 
 def _decode_chunk(task: tuple[np.ndarray, list[str], int]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:

@@ -118,8 +118,7 @@ def test_blank_images_are_refused_by_the_rule(tmp_path):
 
 def test_diagnose_json_survives_every_bomb(tmp_path, capsys):
     from bad_files import write_tiny_checkpoints
-
-    from xray_utils.cli.diagnose import main
+    from commands import diagnose as main
 
     ckpts = write_tiny_checkpoints(tmp_path / "ckpt")
     bombs = [sequence_bomb(tmp_path / "items.dcm", 150_000),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 
-from xray_utils.data import imageio
+from xray_utils.data.read_errors import ImageReadError, _Refused
 
 _LONG_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
                        b"UR", b"UT", b"UV"))
@@ -59,14 +59,14 @@ class _Scan:
     def tick(self) -> None:
         self.count += 1
         if self.count > self.max_elements:
-            raise imageio._Refused(
+            raise _Refused(
                 f"{self.name}: the DICOM data set holds more than {self.max_elements:,} data "
                 "elements and sequence items (a radiograph has a few hundred); refused before "
                 "parsing (xray_utils.data.imageio.MAX_DICOM_ELEMENTS, a guard against files "
                 "built to exhaust the parser). Export the image again with a DICOM tool.")
 
     def past_end(self, tag: int, length: int, pos: int) -> None:
-        raise imageio.ImageReadError(
+        raise ImageReadError(
             f"{self.name}: the DICOM element ({tag >> 16:04X},{tag & 0xFFFF:04X}) declares "
             f"{length:,} bytes but only {max(self.end - pos, 0):,} follow it; the file is "
             "truncated or corrupt. Fetch or export it again.")
@@ -116,7 +116,7 @@ class _Scan:
     def sequence(self, pos: int, end: int | None, implicit: bool, depth: int) -> int:
         """Walk the items of a sequence; the position after it."""
         if depth > self.max_depth:
-            raise imageio._Refused(
+            raise _Refused(
                 f"{self.name}: the DICOM data set nests sequences more than {self.max_depth} "
                 "deep (xray_utils.data.imageio.MAX_DICOM_DEPTH); refused before parsing. Export "
                 "the image again with a DICOM tool.")
@@ -156,19 +156,17 @@ class _Scan:
 
 
 def scan_dataset(buf, start: int, name: str, implicit: bool | None = None, little: bool = True,
-                 max_elements: int | None = None, max_depth: int | None = None) -> int:
+                 max_elements: int = 100_000, max_depth: int = 12) -> int:
     """Count the elements and items of the data set encoded in ``buf[start:]``; returns the count.
 
     ``implicit=None`` guesses the VR encoding from the first element (as pydicom does).
-    Raises :class:`~xray_utils.data.imageio.ImageReadError` (a refusal) over the limits or when
+    Raises :class:`~xray_utils.data.ImageReadError` (a refusal) over the limits or when
     a declared length runs past the end.
     """
     if implicit is None:
         vr = bytes(buf[start + 4:start + 6])
         implicit = not (len(vr) == 2 and vr.isalpha() and vr.isupper())
-    scan = _Scan(buf, name, little,
-                 imageio.MAX_DICOM_ELEMENTS if max_elements is None else max_elements,
-                 imageio.MAX_DICOM_DEPTH if max_depth is None else max_depth)
+    scan = _Scan(buf, name, little, max_elements, max_depth)
     scan.dataset(start, len(buf), implicit, 0)
     return scan.count
 
@@ -210,11 +208,11 @@ def _j2k_size(data: bytes) -> tuple[int, int] | None:
 def _rle_check(frame: bytes, name: str, rows: int, cols: int, segments: int) -> None:
     """Count what each RLE segment decodes to (no decoding) and refuse one that is too long."""
     if len(frame) < 64:
-        raise imageio.ImageReadError(f"{name}: the RLE frame is only {len(frame)} bytes, "
+        raise ImageReadError(f"{name}: the RLE frame is only {len(frame)} bytes, "
                                      "shorter than its header; the file is corrupt.")
     header = struct.unpack_from("<16I", frame)
     if header[0] != segments:
-        raise imageio.ImageReadError(
+        raise ImageReadError(
             f"{name}: the RLE frame has {header[0]} segments where the header's samples and bits "
             f"need {segments}; the file is corrupt. Export it again.")
     offsets = [*header[1:1 + segments], len(frame)]
@@ -233,7 +231,7 @@ def _rle_check(frame: bytes, name: str, rows: int, cols: int, segments: int) -> 
             else:
                 pos += 1
             if out > want + 128:
-                raise imageio._Refused(
+                raise _Refused(
                     f"{name}: an RLE segment of the pixel data expands beyond the {rows} x {cols} "
                     "pixels the header declares; refused before decoding (a guard against "
                     "'decompression bombs'). Export the image again.")
@@ -250,14 +248,14 @@ def check_frame(ds, name: str, syntax: str, rows: int, cols: int, frames: int, s
     try:
         frame = get_frame(ds.PixelData, 0, number_of_frames=frames)
     except Exception as exc:
-        raise imageio.ImageReadError(f"{name}: the compressed DICOM pixel data is damaged "
+        raise ImageReadError(f"{name}: the compressed DICOM pixel data is damaged "
                                      f"({exc}); the file is corrupt.") from None
     if syntax == _RLE_SYNTAX:
         _rle_check(frame, name, rows, cols, samples * ((bits + 7) // 8))
         return
     size = _jpeg_size(frame) if syntax in _JPEG_SYNTAXES else _j2k_size(frame)
     if size is not None and size != (rows, cols):
-        raise imageio._Refused(
+        raise _Refused(
             f"{name}: the compressed image inside declares {size[1]} x {size[0]} pixels but the "
             f"DICOM header says {cols} x {rows}; refused before decoding (a guard against "
             "'decompression bombs'). Export the image again.")
@@ -266,13 +264,13 @@ def check_frame(ds, name: str, syntax: str, rows: int, cols: int, frames: int, s
 def check_palette(ds, name: str, rows: int, cols: int, max_bytes: int) -> None:
     """Refuse segmented palettes and palette images whose colour copy exceeds ``max_bytes``."""
     if any(tag in ds for tag in _SEGMENTED_PALETTES):
-        raise imageio._Refused(
+        raise _Refused(
             f"{name}: the DICOM image uses a segmented palette colour lookup table, which this "
             "reader does not expand (its size is not bounded by the file's); export the image as "
             "grayscale.")
     need = rows * cols * 3 * 8  # RGB, converted through float64 to luma
     if need > max_bytes:
-        raise imageio._Refused(
+        raise _Refused(
             f"{name}: the palette colour image of {cols} x {rows} pixels needs "
             f"{need / 2**20:,.0f} MiB once expanded, more than the {max_bytes / 2**20:,.0f} MiB "
             "this reader accepts (xray_utils.data.imageio.MAX_DECODED_BYTES). Export the image "

@@ -72,6 +72,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from xray_utils.data.read_errors import ImageReadError, _Refused, _UnrecognisedImage
+
 #: Changes whenever the reader's output for some file changes (caches of decoded images should
 #: include it in their key).
 READER_VERSION = "2"
@@ -132,16 +134,6 @@ _DICOM_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR", "YB
                        "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
 
 
-class ImageReadError(ValueError):
-    """An image cannot be read; the message names the file and says why in plain words."""
-
-
-class _UnrecognisedImage(ImageReadError):
-    """No Pillow decoder recognises the content (used to prefer the DICOM error for .dcm)."""
-
-
-class _Refused(ImageReadError):
-    """A readable DICOM refused on purpose (modality, size): no fall-back to other decoders."""
 
 
 # --------------------------------------------------------------------------- public API
@@ -536,7 +528,8 @@ def _dcmread_bounded(fp: BinaryIO, name: str, force: bool, limits: _Limits):
     inflated = _inflate_bounded(fp, name, limits.max_bytes, keep=True)
     from xray_utils.data.dicom_guard import scan_dataset
 
-    scan_dataset(inflated, 0, name, implicit=False)
+    scan_dataset(inflated, 0, name, implicit=False, max_elements=MAX_DICOM_ELEMENTS,
+                 max_depth=MAX_DICOM_DEPTH)
     ds = pydicom.dcmread(io.BytesIO(inflated), force=True)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
@@ -552,10 +545,11 @@ def _scan_file(fp: BinaryIO, name: str, body: int, syntax: str) -> None:
 
     implicit = {"1.2.840.10008.1.2": True}.get(syntax, None if not syntax else False)
     little = syntax != "1.2.840.10008.1.2.2"
+    bounds = {"max_elements": MAX_DICOM_ELEMENTS, "max_depth": MAX_DICOM_DEPTH}
     if isinstance(fp, io.BytesIO):
         buf = fp.getbuffer()
         try:
-            scan_dataset(buf, body, name, implicit=implicit, little=little)
+            scan_dataset(buf, body, name, implicit=implicit, little=little, **bounds)
         finally:
             buf.release()
         return
@@ -563,10 +557,10 @@ def _scan_file(fp: BinaryIO, name: str, body: int, syntax: str) -> None:
         mapped = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         fp.seek(0)
-        scan_dataset(fp.read(), body, name, implicit=implicit, little=little)
+        scan_dataset(fp.read(), body, name, implicit=implicit, little=little, **bounds)
         return
     with mapped:
-        scan_dataset(mapped, body, name, implicit=implicit, little=little)
+        scan_dataset(mapped, body, name, implicit=implicit, little=little, **bounds)
 
 
 def _modality_refusal(ds, name: str) -> str | None:

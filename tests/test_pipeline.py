@@ -27,7 +27,7 @@ from xray_utils.diagnose.diagnoser import (
     measure_latency,
     write_heatmaps,
 )
-from xray_utils.models import to_model_input
+from xray_utils.models import to_model_input, upgrade_checkpoints
 from xray_utils.sources.demo import SOURCE as DEMO_SOURCE
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -281,6 +281,7 @@ def test_image_size_comes_from_each_checkpoint(ckpts, tmp_path, images):
     meta["image_size"] = 48
     info.unlink()
     info.write_text(json.dumps(meta))
+    upgrade_checkpoints(folder / "chest", reseal=True)  # an edit on purpose: sealed again
     d = Diagnoser(folder)
     assert d.image_size("chest") == 48 and d.image_size("xray_type") == 32
     r = d.diagnose([images[0]], heatmaps=2)[0]

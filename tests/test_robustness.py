@@ -161,7 +161,7 @@ def test_flipped_bytes_and_nan_weights_refused(ckpts, tmp_path):
 
     from safetensors.torch import load_file, save_file
 
-    from xray_utils.models import CheckpointInvalid, file_sha256, load_checkpoint
+    from xray_utils.models import CheckpointInvalid, file_sha256, load_checkpoint, upgrade_checkpoints
 
     folder = _copy(ckpts, tmp_path / "c")
     weights = folder / "xray_type" / "best.safetensors"
@@ -178,22 +178,53 @@ def test_flipped_bytes_and_nan_weights_refused(ckpts, tmp_path):
     save_file(state, str(weights))
     info = folder / "chest" / "best.json"
     info.write_text(json.dumps({**json.loads(info.read_text()), "weights_sha256": file_sha256(weights)}))
+    with pytest.raises(CheckpointInvalid, match="changed after they were written"):
+        load_checkpoint(info)
+    upgrade_checkpoints(folder, reseal=True)
     with pytest.raises(CheckpointInvalid, match="NaN or infinite"):
         load_checkpoint(info)
 
 
-def test_old_checkpoint_without_sha256_is_accepted_with_a_warning(ckpts, tmp_path):
+def test_checkpoint_without_its_digest_is_refused_until_upgraded(ckpts, tmp_path, capsys):
+    """An older checkpoint (no digest at all, or only the weights' sha256) is refused, naming the
+    upgrade command; after it, it loads."""
     import json
 
-    from xray_utils.models import load_checkpoint
+    from xray_utils.cli import main
+    from xray_utils.models import CheckpointInvalid, load_checkpoint
 
     folder = _copy(ckpts, tmp_path / "c")
     info = folder / "chest" / "best.json"
     meta = json.loads(info.read_text())
-    del meta["weights_sha256"]
+    del meta["checkpoint_sha256"], meta["weights_sha256"]
     info.write_text(json.dumps(meta))
-    with pytest.warns(UserWarning, match="cannot be verified"):
+    with pytest.raises(CheckpointInvalid, match=r"carries no checkpoint_sha256.*upgrade-checkpoints"):
         load_checkpoint(info)
+    assert main(["upgrade-checkpoints", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert f"{info}: upgraded" in out and out.count(": current") == 2
+    _, loaded = load_checkpoint(info)
+    assert loaded["image_size"] == meta["image_size"]
+
+
+def test_edited_checkpoint_description_is_refused(ckpts, tmp_path, capsys):
+    """A valid but changed best.json (image_size 224, as if edited) no longer matches its digest."""
+    import json
+
+    from xray_utils.cli import main
+    from xray_utils.models import CheckpointInvalid, load_checkpoint
+
+    folder = _copy(ckpts, tmp_path / "c")
+    info = folder / "xray_or_not" / "best.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "image_size": 224}))
+    with pytest.raises(CheckpointInvalid, match="changed after they were written"):
+        load_checkpoint(info)
+    assert main(["diagnose", "--checkpoints", str(folder), str(tmp_path / "x.png")]) == 2
+    assert "changed after they were written" in capsys.readouterr().err
+    assert main(["upgrade-checkpoints", str(folder)]) == 1  # refused without --reseal
+    assert "refused" in capsys.readouterr().out
+    assert main(["upgrade-checkpoints", "--reseal", str(folder)]) == 0
+    assert load_checkpoint(info)[1]["image_size"] == 224
 
 
 def test_saving_nan_weights_is_refused(tmp_path):

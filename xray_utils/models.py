@@ -183,6 +183,13 @@ def checkpoint_meta(task: str, image_size: int, training: Mapping[str, Any] | No
 IMAGE_SIZE_RANGE = (32, 1024)
 
 
+#: best.json's key for the one digest over best.json itself and its weights file
+#: (:func:`checkpoint_digest`): any change to either is refused at loading.
+DIGEST_KEY = "checkpoint_sha256"
+#: The command that adds the digest to checkpoints written before it existed.
+UPGRADE_COMMAND = "python -m xray_utils upgrade-checkpoints"
+
+
 class CheckpointInvalid(ValueError):
     """A checkpoint's files exist but fail verification (schema, sha256, non-finite weights)."""
 
@@ -219,6 +226,10 @@ def validate_meta(meta: Any, where: str = "best.json") -> dict[str, Any]:
     if digest is not None and (not isinstance(digest, str) or len(digest) != 64
                                or any(c not in "0123456789abcdef" for c in digest)):
         problems.append(f"weights_sha256 is {digest!r}, not a sha256 hex digest")
+    sealed = meta.get(DIGEST_KEY)
+    if sealed is not None and (not isinstance(sealed, str) or len(sealed) != 64
+                               or any(c not in "0123456789abcdef" for c in sealed)):
+        problems.append(f"{DIGEST_KEY} is {sealed!r}, not a sha256 hex digest")
     if problems:
         raise CheckpointInvalid(f"{where}: invalid checkpoint description: " + "; ".join(problems)
                                 + ". Retrain the module or restore the original file.")
@@ -236,6 +247,21 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def checkpoint_digest(meta: Mapping[str, Any], weights: str | Path) -> str:
+    """The sha256 over best.json's content (all keys but :data:`DIGEST_KEY`, as canonical JSON:
+    sorted keys, no spaces) and the bytes of the weights file, binding the two together."""
+    import hashlib
+
+    body = {k: v for k, v in meta.items() if k != DIGEST_KEY}
+    h = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
+                                  allow_nan=False).encode("utf-8"))
+    h.update(b"\0")
+    with open(weights, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _non_finite(state: Mapping[str, torch.Tensor]) -> list[str]:
     return [k for k, v in state.items()
             if torch.is_floating_point(v) and not bool(torch.isfinite(v).all())]
@@ -244,7 +270,8 @@ def _non_finite(state: Mapping[str, torch.Tensor]) -> list[str]:
 def save_checkpoint(model: nn.Module, path: str | Path, meta: Mapping[str, Any]) -> Path:
     """Write ``<path>.safetensors`` (weights) and ``<path>.json`` (``meta``); returns the JSON path.
 
-    The JSON carries the sha256 of the weights file (``weights_sha256``), which loading checks.
+    The JSON carries the sha256 of the weights file (``weights_sha256``) and one digest over
+    itself and the weights (:data:`DIGEST_KEY`, :func:`checkpoint_digest`), which loading checks.
     Non-finite weights (NaN, inf: a diverged training) are refused.  Files are written to
     temporary names first and renamed, so an interruption never leaves a half-written
     checkpoint; both get the same file mode (the one the JSON gets from the umask).
@@ -265,8 +292,12 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: Mapping[str, Any])
     tmp_weights, tmp_info = Path(str(weights) + ".tmp"), info.with_suffix(".json.tmp")
     save_file(state, str(tmp_weights))
     meta["weights_sha256"] = file_sha256(tmp_weights)
-    # JSON has no NaN: a non-finite metric (e.g. an AUC without positives) is written as null
-    tmp_info.write_text(json.dumps(to_jsonable(meta), indent=2, allow_nan=False))
+    # JSON has no NaN: a non-finite metric (e.g. an AUC without positives) is written as null;
+    # the digest is taken over exactly what loading will parse
+    doc = json.loads(json.dumps(to_jsonable(meta), allow_nan=False))
+    doc.pop(DIGEST_KEY, None)
+    doc[DIGEST_KEY] = checkpoint_digest(doc, tmp_weights)
+    tmp_info.write_text(json.dumps(doc, indent=2, allow_nan=False))
     tmp_weights.chmod(tmp_info.stat().st_mode & 0o777)
     tmp_weights.replace(weights)
     tmp_info.replace(info)
@@ -280,9 +311,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     ``path`` may name either file or the common stem; ``task``, when given, must be the
     checkpoint's.  Verified before use: the JSON's schema (:func:`validate_meta`), the weights'
     sha256 against ``weights_sha256``, the tensors' names and shapes, and that every weight is
-    finite; any failure is a :class:`CheckpointInvalid` naming the file.  Checkpoints written
-    before ``weights_sha256`` existed are accepted with a warning (their schema and weights are
-    still checked); retraining adds the digest.  The model is returned in eval mode.
+    finite, and the digest over the JSON and the weights together (:data:`DIGEST_KEY`); any
+    failure is a :class:`CheckpointInvalid` naming the file.  A checkpoint without that digest
+    (written by an older version) is refused, naming :data:`UPGRADE_COMMAND`, which adds it
+    (:func:`upgrade_checkpoints`).  The model is returned in eval mode.
     """
     from safetensors.torch import load_file
 
@@ -305,15 +337,23 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
         raise CheckpointInvalid(f"{info}: made for task {meta['task']!r}, expected {task!r}; "
                                 "check the folder.")
     digest = meta.get("weights_sha256")
-    if digest is None:
-        import warnings
-
-        warnings.warn(f"{info}: written before checkpoints carried a sha256 of their weights; "
-                      f"{weights.name} cannot be verified (retrain to add it).", stacklevel=2)
-    elif file_sha256(weights) != digest:
+    if digest is not None and file_sha256(weights) != digest:
         raise CheckpointInvalid(f"{weights}: its sha256 differs from the one recorded in "
                                 f"{info.name}: the weights file is damaged or was replaced. "
                                 "Retrain the module or restore the original files.")
+    sealed = meta.get(DIGEST_KEY)
+    if sealed is None:
+        raise CheckpointInvalid(
+            f"{info}: carries no {DIGEST_KEY} (one digest over {info.name} and its weights): it "
+            f"was written by an older version, and an edit of it could not be detected. If you "
+            f"trust these files, run `{UPGRADE_COMMAND} {info.parent.parent}` once; otherwise "
+            "retrain the module.")
+    if checkpoint_digest(meta, weights) != sealed:
+        raise CheckpointInvalid(
+            f"{info}: {info.name} or {weights.name} changed after they were written (their "
+            f"{DIGEST_KEY} no longer matches; e.g. an edited image_size). Restore the original "
+            f"files or retrain the module; if you edited {info.name} on purpose, run "
+            f"`{UPGRADE_COMMAND} --reseal {info.parent.parent}`.")
     try:
         state = load_file(str(weights), device="cpu")
     except Exception as exc:  # bad safetensors header, truncated data
@@ -333,6 +373,50 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
                                 f"{meta['task']!r} ({' '.join(first[:3])[:300]}). Retrain the "
                                 "module.") from None
     return model.to(device).eval(), meta
+
+
+def upgrade_checkpoints(folder: str | Path, reseal: bool = False) -> list[tuple[Path, str]]:
+    """Add the digest (:data:`DIGEST_KEY`) to every checkpoint JSON under ``folder``.
+
+    Each ``*.json`` with a ``.safetensors`` beside it is checked first (schema, the weights'
+    ``weights_sha256`` when recorded; it is added when missing); a checkpoint whose digest is
+    present and right is left alone.  One whose digest no longer matches is refused unless
+    ``reseal=True`` (you edited it on purpose).  Returns ``(json path, what happened)`` per
+    checkpoint: ``"upgraded"``, ``"resealed"``, ``"current"`` or a refusal sentence.
+    """
+    out: list[tuple[Path, str]] = []
+    for info in sorted(Path(folder).rglob("*.json")):
+        weights = info.with_suffix(".safetensors")
+        if not weights.is_file():
+            continue
+        try:
+            meta = json.loads(info.read_text(encoding="utf-8"))
+            validate_meta(meta, str(info))
+        except (ValueError, UnicodeDecodeError, CheckpointInvalid) as exc:
+            out.append((info, f"refused: {exc}"))
+            continue
+        digest = meta.get("weights_sha256")
+        if digest is not None and file_sha256(weights) != digest:
+            out.append((info, f"refused: {weights} differs from its recorded sha256; restore "
+                              "it or retrain."))
+            continue
+        sealed = meta.get(DIGEST_KEY)
+        if sealed is not None and checkpoint_digest(meta, weights) == sealed:
+            out.append((info, "current"))
+            continue
+        if sealed is not None and not reseal:
+            out.append((info, f"refused: its {DIGEST_KEY} does not match (edited or damaged); "
+                              "pass --reseal only if you changed it on purpose."))
+            continue
+        meta["weights_sha256"] = digest or file_sha256(weights)
+        meta.pop(DIGEST_KEY, None)
+        meta[DIGEST_KEY] = checkpoint_digest(meta, weights)
+        tmp = info.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(meta, indent=2, allow_nan=False))
+        tmp.chmod(info.stat().st_mode & 0o777)
+        tmp.replace(info)
+        out.append((info, "resealed" if sealed is not None else "upgraded"))
+    return out
 
 
 def init_features_from(model: XrayDenseNet, checkpoint: str | Path) -> int:

@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("xray_utils.cli.bench",
               "measure data, training, inference and Grad-CAM speed against baselines"),
     "app": ("xray_utils.cli.app", "serve the diagnosis demo as a page on 127.0.0.1 (Voila)"),
+    "upgrade-checkpoints": ("xray_utils.cli.upgrade_checkpoints",
+                            "add the best.json + weights digest to older checkpoints"),
 }
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -416,3 +417,41 @@ def test_labelled_folder_refuses_corrupt_images_misspelt_labels_and_empty_csv(tm
     root = _folder(tmp_path, [])
     with pytest.raises(DatasetError, match="no rows"):
         labelled_folder.load(root)
+
+
+def test_labelled_folder_of_missing_files_is_refused_after_a_bounded_number_of_checks(tmp_path):
+    from xray_utils.sources import labelled_folder
+    from xray_utils.sources.dataset_spec import DatasetError
+
+    rows = [f"gone/{i:07d}.png,1,chest,No Finding" for i in range(200_000)]
+    root = _folder(tmp_path, rows)
+    with pytest.raises(DatasetError, match=r"at least 100 of the first 100 of its 200000 listed "
+                                           r"image\(s\) are missing \(checking stopped there\)"):
+        labelled_folder.load(root)
+    with pytest.raises(DatasetError, match=r"none of its 200000 listed image\(s\) exists"):
+        labelled_folder.load(root, drop_missing=True)
+
+
+@pytest.mark.parametrize("row,words", [
+    ("f1.png,1,chest,No Finding,=HYPERLINK(\"x\"),64", "line 3, column width: '=HYPERLINK"),
+    ("f1.png,1,chest,@SUM(1),64,64", "line 3, column labels: '@SUM"),
+    ("f1.png,1,chest,No Finding,+64,64", "column width"),
+    ("f1.png,1,chest,No Finding,64 px,64", "width must be empty or a whole number"),
+])
+def test_labelled_folder_refuses_formula_text(tmp_path, row, words):
+    from xray_utils.sources import labelled_folder
+    from xray_utils.sources.dataset_spec import DatasetError
+
+    root = _folder(tmp_path, ["f0.png,1,chest,No Finding,64,64", row],
+                   header="file,is_xray,xray_type,labels,width,height")
+    with pytest.raises(DatasetError, match=re.escape(words) if "(" in words else words):
+        labelled_folder.load(root)
+
+
+def test_transfer_reads_labels_through_the_checked_loader(ckpts, tmp_path, capsys):
+    from xray_utils.cli import main
+
+    root = _folder(tmp_path, ["f0.png,1,chest,No Finding", "../../../../etc/passwd,0,,"])
+    assert main(["transfer", "--checkpoints", str(ckpts), "--samples", str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "points outside" in out and "etc/passwd" in out

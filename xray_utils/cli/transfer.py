@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from xray_utils.evaluate.transfer import format_transfer_report, held_out_files, score_transfer
+from xray_utils.sources.dataset_spec import DatasetError
 
 
 def run(args) -> int:
@@ -13,7 +14,7 @@ def run(args) -> int:
                 if args.test_split_of else None)
         scores = score_transfer(args.checkpoints, args.samples, progress=not args.json,
                                 only_files=only)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, DatasetError) as exc:  # no folder; a labels.csv refused
         print(f"transfer: {exc}")
         return 2
     if args.json:

@@ -63,9 +63,14 @@ def score_transfer(checkpoints_dir: str | Path | None = None,
             f"no labelled folder of real images{where}: pass samples_dir (a folder with "
             f"labels.csv, see xray_utils.sources.labelled_folder) or set {LABELLED_FOLDER_ENV}")
     samples_dir = found
-    labels = pd.read_csv(samples_dir / "labels.csv", dtype=str, keep_default_na=False)
+    from xray_utils.sources import labelled_folder
+
+    # the one checked reader of labelled folders: paths stay inside, labels and sizes checked,
+    # missing files counted (each image is decoded below, so not twice here)
+    labels = labelled_folder.load(samples_dir, drop_missing=True, decode=False,
+                                  check_content=False)
     if only_files is not None:
-        keep_rows = [str((samples_dir / f).resolve()) in only_files for f in labels["file"]]
+        keep_rows = [str(Path(p).resolve()) in only_files for p in labels["path"]]
         labels = labels[keep_rows].reset_index(drop=True)
         if labels.empty:
             raise FileNotFoundError(f"none of the selected files is listed in {samples_dir}/labels.csv")
@@ -76,7 +81,7 @@ def score_transfer(checkpoints_dir: str | Path | None = None,
     for i, row in enumerate(tqdm(labels.itertuples(), total=len(labels), desc="real images",
                                  disable=not progress, leave=False)):
         try:
-            gray = read_gray(samples_dir / row.file)
+            gray = read_gray(row.path)
         except ImageReadError as exc:
             skipped.append(str(exc))
             continue

@@ -33,6 +33,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -54,7 +56,6 @@ from xray_utils.sources.dataset_spec import (
     DatasetError,
     DatasetSpec,
     check_duplicates,
-    check_files_exist,
     image_frame,
     prefixed,
     readme_ref,
@@ -72,6 +73,12 @@ DEFAULT_PATIENT_PATTERNS: tuple[str, ...] = (
     r"(?:^|/)(?P<id>\d{8})_\d{3}\.\w+$",         # ChestX-ray14 image index: patient_followup
     r"(?:^|[/_])(?P<id>9\d{6})[LR]\.\w+$",       # OAI knee crops: patient id + side
 )
+#: Checking stops (and the folder is refused) once this many listed files are missing: a
+#: labels.csv of a million rows of missing files is refused after a few hundred checks.
+MAX_MISSING = 100
+#: Cells starting with one of these would run as a formula in a spreadsheet; refused, so that
+#: such text never reaches a written manifest (CSV).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _TRUE = {"1", "true", "yes", "y"}
 _FALSE = {"0", "false", "no", "n"}
 
@@ -145,10 +152,12 @@ def check_labels(labels: Sequence[str], chest: Sequence[bool], where: str) -> No
                            "findings as unknown.")
 
 
-def check_inside(folder: Path, files: Sequence[str], where: str) -> None:
-    """Every relative path must resolve inside ``folder`` (already resolved)."""
+def check_inside(folder: Path, files: Sequence[str], where: str,
+                 lines: Sequence[int] | None = None) -> None:
+    """Every relative path must resolve inside ``folder`` (already resolved); ``lines``: the
+    CSV line of each path (default: 2, 3, ...)."""
     bad = []
-    for line, rel in enumerate(files, start=2):
+    for line, rel in zip(lines if lines is not None else range(2, len(files) + 2), files):
         rel = str(rel)
         if not rel.strip():
             bad.append(f"line {line}: empty file name")
@@ -164,6 +173,74 @@ def check_inside(folder: Path, files: Sequence[str], where: str) -> None:
                            f"(no '..', absolute paths or symlinks pointing out): "
                            f"{'; '.join(bad[:5])}" + (f"; and {len(bad) - 5} more" if len(bad) > 5
                                                      else "") + ".")
+
+
+def check_formulas(df: pd.DataFrame, where: str, source: str) -> None:
+    """Refuse cells (and a source name) that a spreadsheet would run as a formula."""
+    bad = []
+    for column in df.columns:
+        values = df[column].astype(str)
+        hit = values.str.startswith(FORMULA_STARTS)
+        for line in (np.flatnonzero(hit.to_numpy()) + 2)[:3].tolist():
+            bad.append(f"line {line}, column {column}: {values.iloc[line - 2][:40]!r}")
+    if str(source).startswith(FORMULA_STARTS):
+        bad.append(f"the source name {source!r}")
+    if bad:
+        raise DatasetError(f"{where}: text starting with = + - @ (or a tab) would run as a formula "
+                           f"in a spreadsheet opening the manifests written from it: "
+                           f"{'; '.join(bad[:5])}. Remove the sign (numbers and names never need "
+                           "it).")
+
+
+def check_numbers(df: pd.DataFrame, columns: Sequence[str], where: str) -> None:
+    """Optional size columns must be empty or whole numbers of pixels."""
+    for column in columns:
+        if column not in df.columns:
+            continue
+        values = df[column].str.strip()
+        bad = ~(values.eq("") | values.str.fullmatch(r"\d{1,6}"))
+        if bad.any():
+            lines = (np.flatnonzero(bad.to_numpy()) + 2)[:5].tolist()
+            raise DatasetError(f"{where}: {column} must be empty or a whole number of pixels; bad "
+                               f"value(s) {values[bad].unique()[:5].tolist()} on line(s) {lines}.")
+
+
+def existing_files(folder: Path, files: Sequence[str], where: str,
+                   drop_missing: bool = False) -> np.ndarray:
+    """One ``stat`` per listed file: which exist (as regular files).  Refused (a
+    :class:`DatasetError` naming the count) when any is missing -- at the
+    :data:`MAX_MISSING`-th missing file already, without checking the rest -- or, with
+    ``drop_missing``, when none exists; with ``drop_missing`` the missing ones are reported."""
+    exists = np.zeros(len(files), dtype=bool)
+    missing: list[str] = []
+    for i, rel in enumerate(files):
+        path = os.path.join(folder, str(rel))
+        try:
+            exists[i] = stat.S_ISREG(os.stat(path).st_mode)
+        except (OSError, ValueError):
+            try:  # a link is kept for check_inside, which says where it points
+                exists[i] = stat.S_ISLNK(os.lstat(path).st_mode)
+            except (OSError, ValueError):
+                pass
+        if not exists[i]:
+            missing.append(str(rel))
+            if not drop_missing and len(missing) >= MAX_MISSING:
+                raise DatasetError(
+                    f"{where}: at least {len(missing)} of the first {i + 1} of its {len(files)} "
+                    f"listed image(s) are missing (checking stopped there), e.g. "
+                    f"{', '.join(missing[:5])}. Paths are relative to {folder}. Fix the paths, or "
+                    "pass drop_missing=True to leave missing files out.")
+    if missing and not exists.any():
+        raise DatasetError(f"{where}: none of its {len(files)} listed image(s) exists, e.g. "
+                           f"{', '.join(missing[:5])}. Paths are relative to {folder}.")
+    if missing and not drop_missing:
+        raise DatasetError(f"{where}: {len(missing)} of {len(files)} listed image(s) are missing, "
+                           f"e.g. {', '.join(missing[:5])}. Paths are relative to {folder}. Or "
+                           "pass drop_missing=True to leave them out and go on.")
+    if missing:
+        warnings.warn(f"{where}: dropped {len(missing)} of {len(files)} listed image(s) whose "
+                      f"files are missing (e.g. {', '.join(missing[:5])})", stacklevel=3)
+    return exists
 
 
 def check_images(paths: Sequence[str], where: str, drop: bool = False) -> list[bool]:
@@ -194,8 +271,14 @@ def check_images(paths: Sequence[str], where: str, drop: bool = False) -> list[b
 def load(folder: str | Path, *, check_files: bool = True, drop_missing: bool = False,
          source: str | None = None, bbox_space: float | None = 1024,
          patient_patterns: Sequence[str] = DEFAULT_PATIENT_PATTERNS,
-         check_content: bool = True, drop_duplicates: bool = False) -> pd.DataFrame:
+         check_content: bool = True, drop_duplicates: bool = False,
+         decode: bool = True) -> pd.DataFrame:
     """Image manifest of a labelled folder (``source`` defaults to the folder's name).
+
+    Every reader of a labelled folder goes through here.  ``check_files`` checks that the listed
+    files exist (one ``stat`` each, refused after :data:`MAX_MISSING` missing ones; dropped with
+    ``drop_missing``) and, with ``decode``, decodes each once (a caller that decodes them anyway,
+    e.g. ``transfer``, passes ``decode=False`` and skips unreadable ones itself).
 
     Findings of chest films are kept only when every label is a ChestX-ray14 finding (or the
     label is exactly ``No Finding``); otherwise they are left empty (unknown).  Patient ids are
@@ -221,8 +304,26 @@ def load(folder: str | Path, *, check_files: bool = True, drop_missing: bool = F
     if df.empty:
         raise DatasetError(f"{csv} has a header but no rows: it describes no image. Add one row "
                            f"per image ({', '.join(REQUIRED_COLUMNS)}).")
-    check_inside(folder, df["file"].tolist(), str(csv))
     source = source or folder.name
+    check_formulas(df, str(csv), source)
+    check_numbers(df, ("width", "height"), str(csv))
+    # paths that leave the folder by their text alone (absolute, '..') are refused before any
+    # file is looked at; then missing files (fast: refused after a few); then, on the files
+    # that exist, symlinks pointing out
+    files = df["file"].astype(str)
+    norm = files.map(os.path.normpath)
+    leaving = (norm.str.startswith("..") | files.map(os.path.isabs) | files.str.strip().eq("")
+               | files.map(lambda f: bool(Path(f).drive))).to_numpy()
+    if leaving.any():
+        check_inside(folder, files[leaving].tolist(), str(csv),
+                     (np.flatnonzero(leaving) + 2).tolist())
+    dropped = 0
+    lines = np.arange(len(df)) + 2
+    if check_files:
+        exists = existing_files(folder, files.tolist(), str(csv), drop_missing)
+        dropped = int((~exists).sum())
+        df, lines = df[exists].reset_index(drop=True), lines[exists]
+    check_inside(folder, df["file"].tolist(), str(csv), lines.tolist())
     flag = df["is_xray"].str.strip().str.lower()
     bad = ~flag.isin(_TRUE | _FALSE)
     if bad.any():
@@ -276,11 +377,10 @@ def load(folder: str | Path, *, check_files: bool = True, drop_missing: bool = F
         xray_type=xtype, findings=findings, patient_id=prefixed(source, patients),
         split=df["split"] if "split" in df.columns else "", source=source, boxes=boxes,
         width=widths, height=heights)
-    if check_files:
-        out = check_files_exist(out, f"labelled folder {folder}", drop_missing,
-                                hint=f"Paths in {csv} are relative to {folder}.")
+    if check_files and decode:
         readable = check_images(out["path"].tolist(), f"labelled folder {folder}", drop_missing)
         out = out[readable].reset_index(drop=True)
+    out.attrs["missing_dropped"] = dropped
     return check_duplicates(out, content=check_content, drop=drop_duplicates, what=str(csv))
 
 

@@ -182,3 +182,81 @@ def test_a_trickling_server_fails_at_the_deadline_and_the_part_is_kept(tmp_path,
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+class _Liar(http.server.BaseHTTPRequestHandler):
+    """``/huge``: announces 10 GiB and sends zeros; ``/gzip``: a small gzip body that the client
+    decompresses to 8 MiB (Content-Encoding: gzip)."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        import gzip
+
+        try:
+            if self.path == "/huge":
+                self.send_response(200)
+                self.send_header("Content-Length", str(10 * 2**30))
+                self.end_headers()
+                for _ in range(64):
+                    self.wfile.write(bytes(1 << 16))
+            else:
+                body = gzip.compress(bytes(8 * 2**20))
+                self.send_response(200)
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+        except OSError:  # the client stopped reading
+            pass
+
+
+@pytest.fixture
+def liar(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.delenv("XRAY_OFFLINE", raising=False)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Liar)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("path,words", [("huge", r"announces 10,737,418,240 bytes"),
+                                        ("gzip", r"sent more than")])
+def test_download_stops_at_the_size_ceiling_and_keeps_nothing(tmp_path, liar, path, words):
+    registry = {f"{path}.bin": RemoteFile(f"{liar}/{path}", sha256(b"x" * 1000), size=1000)}
+    assert downloads.size_ceiling(1000) == 1050 + 2**20
+    with pytest.raises(DownloadError, match=words + r".*more than the 1,049,626 this file may "
+                                                    r"have.*nothing kept"):
+        fetch(f"{path}.bin", cache_dir=tmp_path / "dl", registry=registry)
+    assert not list((tmp_path / "dl").iterdir())  # no part: it could never be resumed
+
+
+def test_a_part_longer_than_the_file_is_not_resumed(tmp_path, server):
+    www, url, _ = server
+    data = b"small file\n"
+    (www / "c.txt").write_bytes(data)
+    registry = {"c.txt": RemoteFile(f"{url}/c.txt", sha256(data), size=len(data))}
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "dl" / "c.txt.part").write_bytes(bytes(2 * 2**20))  # beyond the ceiling
+    assert fetch("c.txt", cache_dir=tmp_path / "dl", registry=registry).read_bytes() == data
+
+
+def test_a_file_placed_by_hand_is_moved_aside_never_deleted(tmp_path, server, capsys):
+    www, url, _ = server
+    data = b"the right content\n"
+    (www / "d.txt").write_bytes(data)
+    registry = {"d.txt": RemoteFile(f"{url}/d.txt", sha256(data), size=len(data))}
+    (tmp_path / "dl").mkdir()
+    mine = tmp_path / "dl" / "d.txt"
+    mine.write_bytes(b"my own copy")
+    assert fetch("d.txt", cache_dir=tmp_path / "dl", registry=registry).read_bytes() == data
+    aside = tmp_path / "dl" / "d.txt.rejected"
+    assert aside.read_bytes() == b"my own copy"
+    assert f"moved aside to {aside} (not deleted)" in capsys.readouterr().out

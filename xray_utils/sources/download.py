@@ -51,10 +51,10 @@ from xray_utils.config.paths import (
     is_offline,
 )
 
-__all__ = ["AUTHORS_SPLIT_FILES", "DEFAULT_DEADLINE_S", "REGISTRY", "DownloadError",
-           "DownloadTimeout", "RemoteFile", "ResumableDownloader", "allowed_checksums",
-           "download_deadline", "downloads_dir", "fetch", "fetch_authors_split", "fetch_many",
-           "is_offline", "lookup", "mirrored_url", "retrieve", "url_reachable", "verify_file"]
+__all__ = ["AUTHORS_SPLIT_FILES", "DEFAULT_DEADLINE_S", "DownloadError", "DownloadTimeout",
+           "DownloadTooLarge", "REGISTRY", "RemoteFile", "ResumableDownloader", "allowed_checksums",
+           "download_deadline", "downloads_dir", "fetch", "fetch_authors_split", "fetch_many", "is_offline",
+           "lookup", "mirrored_url", "move_aside", "retrieve", "size_ceiling", "url_reachable", "verify_file"]
 
 class DownloadError(RuntimeError):
     """A file could not be fetched or failed its checksum; the message says which and what to do."""
@@ -64,6 +64,39 @@ class DownloadTimeout(OSError):
     """A download did not finish within its deadline (the part is kept to resume)."""
 
 
+class DownloadTooLarge(OSError):
+    """A server sent (or announced) more bytes than the file's size ceiling; nothing is kept."""
+
+
+#: A download may exceed the registry's exact size by this fraction (plus :data:`SIZE_SLACK`
+#: bytes) before it is stopped; an estimated size gets twice the margin.
+SIZE_MARGIN = 0.05
+SIZE_SLACK = 1 << 20
+#: The ceiling for a file whose size the registry does not give.
+MAX_UNKNOWN_SIZE = 256 * 1024 ** 2
+
+
+def size_ceiling(size: int | None, exact: bool = True) -> int:
+    """The most bytes a download of a file of ``size`` bytes may write (see :data:`SIZE_MARGIN`)."""
+    if not size:
+        return MAX_UNKNOWN_SIZE
+    margin = SIZE_MARGIN if exact else 2 * SIZE_MARGIN + 1.0
+    return int(size * (1 + margin)) + SIZE_SLACK
+
+
+def move_aside(path: Path, why: str) -> Path:
+    """Rename a file the user may have placed (never delete it): ``<name>.rejected[.N]``; says so."""
+    path = Path(path)
+    dest = path.with_name(path.name + ".rejected")
+    n = 1
+    while dest.exists():
+        dest = path.with_name(f"{path.name}.rejected.{n}")
+        n += 1
+    os.replace(path, dest)
+    print(f"{path}: {why}; moved aside to {dest} (not deleted) and fetching it again.")
+    return dest
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """A public file: where it is, its sha256, and where it comes from (for the reader)."""
@@ -71,6 +104,7 @@ class RemoteFile:
     url: str
     sha256: str
     origin: str = ""
+    size: int | None = None  # bytes, when known (bounds the download)
 
     @property
     def checksums(self) -> tuple[str, ...]:
@@ -227,7 +261,10 @@ class ResumableDownloader:
 
     def __init__(self, part: Path, desc: str = "", progressbar: bool = True,
                  timeout: float = 60.0, chunk_size: int = 1 << 16,
-                 deadline: float | None = None) -> None:
+                 deadline: float | None = None, max_bytes: int | None = None) -> None:
+        #: the most bytes the file may have (:func:`size_ceiling`); more, announced or
+        #: received (decompressed bytes counted), stops the download and deletes the part
+        self.max_bytes = max_bytes
         self.part = Path(part)
         self.desc = desc or self.part.name
         self.progressbar = progressbar
@@ -258,6 +295,18 @@ class ResumableDownloader:
                 f"({have:,} bytes received; the server is too slow or stalls). Run again to "
                 f"resume, use a mirror, or allow more time (deadline=, ${DEADLINE_ENV})")
 
+    def _too_large(self, url: str, size: int, announced: bool = False) -> DownloadTooLarge:
+        self.part.unlink(missing_ok=True)  # beyond the expected size: it cannot be resumed
+        what = "announces" if announced else "sent more than"
+        return DownloadTooLarge(
+            f"{url}: the server {what} {size:,} bytes, more than the {self.max_bytes:,} this file "
+            "may have (its registered size plus a margin); stopped and nothing kept. The server "
+            "sends something else than the registered file: use a mirror or download it by hand.")
+
+    def _check_size(self, url: str, size: int, announced: bool = False) -> None:
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise self._too_large(url, size, announced)
+
     def _bar(self, total: int | None, initial: int) -> tqdm:
         return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
                     desc=self.desc, disable=not self.progressbar, leave=False)
@@ -268,12 +317,16 @@ class ResumableDownloader:
             raise FileNotFoundError(f"{source} (from {url}) does not exist")
         offset = self.part.stat().st_size if self.part.exists() else 0
         total = source.stat().st_size
+        self._check_size(url, total, announced=True)
         if offset > total:
             offset = 0
         with open(source, "rb") as src, open(self.part, "ab" if offset else "wb") as dst, \
                 self._bar(total, offset) as bar:
             src.seek(offset)
+            written = offset
             while block := src.read(self.chunk_size):
+                written += len(block)
+                self._check_size(url, written)
                 dst.write(block)
                 bar.update(len(block))
                 self._check_deadline(url)
@@ -282,6 +335,9 @@ class ResumableDownloader:
         import requests
 
         offset = self.part.stat().st_size if self.part.exists() else 0
+        if self.max_bytes is not None and offset > self.max_bytes:  # not resumable: start over
+            self.part.unlink()
+            offset = 0
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
@@ -298,13 +354,22 @@ class ResumableDownloader:
                 offset = 0
             length = response.headers.get("Content-Length")
             total = offset + int(length) if length and length.isdigit() else None
+            if total is not None:
+                self._check_size(url, total, announced=True)
+            written = offset
             with open(self.part, "ab" if resumed else "wb") as fh, self._bar(total, offset) as bar:
-                # read1: whatever has arrived (a full-size read would wait for a trickle)
+                # read1: whatever has arrived (a full-size read would wait for a trickle); the
+                # bytes counted are those written, after any decompression
                 while block := response.raw.read1(self.chunk_size, decode_content=True):
+                    written += len(block)
+                    if self.max_bytes is not None and written > self.max_bytes:
+                        fh.close()
+                        raise self._too_large(url, written)
                     fh.write(block)
                     bar.update(len(block))
                     self._check_deadline(url)
-        if total is not None and self.part.stat().st_size != total:
+        if total is not None and self.part.stat().st_size != total and response.headers.get(
+                "Content-Encoding", "identity") == "identity":
             raise OSError(f"{url}: the connection closed after {self.part.stat().st_size} of "
                           f"{total} bytes")
 
@@ -325,19 +390,27 @@ def url_reachable(url: str, timeout: float = 10.0) -> bool:
 
 def retrieve(url: str, target: Path, checksum: str | None, *, desc: str = "",
              progress: bool = False, timeout: float = 60.0,
-             deadline: float | None = None) -> Path:
+             deadline: float | None = None, max_bytes: int | None = None) -> Path:
     """Download ``url`` to ``target`` (resuming ``<target>.part``) and check ``checksum``.
 
     ``checksum`` is ``"<alg>:<hex>"`` (``None``: not checked here; use :func:`verify_file`).
     Raises ``ValueError`` when the file does not match (nothing is kept), :class:`DownloadTimeout`
-    after ``deadline`` seconds (see :func:`download_deadline`), and the network's or the file
-    system's errors otherwise (the part is kept).
+    after ``deadline`` seconds (see :func:`download_deadline`), :class:`DownloadTooLarge` past
+    ``max_bytes`` (default :data:`MAX_UNKNOWN_SIZE`; nothing kept), and the network's or the
+    file system's errors otherwise (the part is kept).  A ``target`` already there that fails
+    ``checksum`` is moved aside (:func:`move_aside`), never deleted.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
+    if checksum and target.is_file():
+        alg = checksum.split(":", 1)[0]
+        if _digest(target, alg) != checksum:
+            move_aside(target, f"does not match its checksum {checksum}")
     downloader = ResumableDownloader(part, desc=desc or target.name, progressbar=progress,
-                                     timeout=timeout, deadline=download_deadline(deadline))
+                                     timeout=timeout, deadline=download_deadline(deadline),
+                                     max_bytes=MAX_UNKNOWN_SIZE if max_bytes is None
+                                     else max_bytes)
     return Path(pooch.retrieve(url, known_hash=checksum, fname=target.name, path=target.parent,
                                downloader=downloader, progressbar=False))
 
@@ -380,7 +453,8 @@ def fetch_many(names: Iterable[str], *, cache_dir: str | os.PathLike | None = No
         target, url = targets[n], mirrored_url(specs[n].url, n, mirror)
         try:
             out[n] = retrieve(url, target, f"sha256:{specs[n].sha256}", desc=n,
-                              progress=progress, timeout=timeout, deadline=deadline)
+                              progress=progress, timeout=timeout, deadline=deadline,
+                              max_bytes=size_ceiling(getattr(specs[n], "size", None)))
         except ValueError as exc:  # pooch: checksum mismatch
             raise DownloadError(f"{n}: the file downloaded from {url} failed its sha256 "
                                 f"check ({exc}). The remote file changed or the download was "

@@ -60,7 +60,9 @@ from xray_utils.sources.download import (
     _marker,
     lookup,
     mirrored_url,
+    move_aside,
     retrieve,
+    size_ceiling,
     url_reachable,
     verify_file,
 )
@@ -278,8 +280,8 @@ def fetch_public(names: Iterable[str] | None = None, *, cache_dir: str | os.Path
     out = {}
     for name, spec in specs.items():
         status = statuses[name]
-        if not status.ok and status.path.is_file():  # corrupt copy: fetch it again
-            status.path.unlink()
+        if not status.ok and status.path.is_file():  # a wrong copy (maybe placed by hand)
+            move_aside(status.path, "does not match its published checksum")
             _marker(status.path).unlink(missing_ok=True)
         if not status.ok:
             _download(spec, status.path, status.url, folder, progress, timeout, deadline)
@@ -293,7 +295,7 @@ def _download(spec: PublicFile, target: Path, url: str, folder: Path, progress: 
     single = spec.checksums[0] if len(spec.checksums) == 1 else None
     try:
         retrieve(url, target, single, desc=spec.filename, progress=progress, timeout=timeout,
-                 deadline=deadline)
+                 deadline=deadline, max_bytes=size_ceiling(spec.size, spec.size_exact))
     except ValueError as exc:  # pooch: hash mismatch (the file was deleted by pooch)
         raise ChecksumMismatch(
             f"{spec.name}: the file downloaded from {url} does not match its published checksum "
@@ -302,8 +304,9 @@ def _download(spec: PublicFile, target: Path, url: str, folder: Path, progress: 
             f"for a new version. ({exc})") from exc
     except Exception as exc:  # network and file errors of requests / the downloader
         have = part.stat().st_size if part.is_file() else 0
-        if part.is_file() and not have:
-            part.unlink()
+        if part.is_file() and (not have or (spec.size_exact and have > spec.size)):
+            part.unlink()  # empty, or longer than the file: it cannot be resumed
+            have = 0
         kept = (f"The partial file {part} ({have / 1e6:,.1f} MB) is kept: run the same command "
                 "again to resume." if have else "Nothing was kept.")
         raise PublicDataError(

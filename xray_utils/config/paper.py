@@ -144,7 +144,8 @@ SOURCE_CHOICE = "our choice"
 
 #: The authors' per-finding BCE ``pos_weight`` (Table III order, as in their train.py).
 AUTHORS_POS_WEIGHT: tuple[float, ...] = (10, 100, 30, 8, 40, 40, 330, 140, 35, 155, 110, 250, 155, 200)
-#: What the authors' code does for Module III (see ``shared/reference/authors-release.md``).
+#: What the authors' code does for Module III: ``train.py``, ``transforms.py`` and ``model.py`` of the
+#: IS2AI/Chest-X-ray-module repository at :data:`AUTHORS_COMMIT` (MIT).
 AUTHORS_CODE: Mapping[str, Any] = MappingProxyType({
     "epochs": 20, "batch_size": 64, "optimizer": "RAdam", "lr": 1e-4, "weight_decay": 3e-4,
     "scheduler": {"name": "ReduceLROnPlateau", "mode": "min", "factor": 0.25, "patience": 2},

@@ -123,20 +123,6 @@ def walk_images(folder: Path, skip_dirs: Callable[[str], bool] | None = None) ->
     return sorted(found)
 
 
-def has_any_image(folder: Path, max_entries: int = 100_000) -> bool:
-    """Whether at least one image file lies below ``folder`` (stops at the first one)."""
-    seen = 0
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                return True
-        seen += len(filenames) + len(dirnames)
-        if seen > max_entries:
-            break
-    return False
-
-
 def tokens(name: str) -> list[str]:
     """Lower-case alphanumeric words of a file or folder name (``XR_FOOT`` -> ``["xr", "foot"]``)."""
     return [t for t in re.split(r"[^a-z0-9]+", name.lower()) if t]

@@ -10,10 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
-from xray_utils import models
 from xray_utils.config import paper
 from xray_utils.config.paths import project_paths
 from xray_utils.data.imageio import ImageReadError, read_gray, resize_gray
@@ -386,13 +384,3 @@ def test_plot_diagnosis_shows_where_the_chain_stopped(diagnosers, images, route,
     texts = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
     plt.close(fig)
     assert "not run" in texts and text in texts
-
-
-def test_resolve_device():
-    assert models.resolve_device("cpu") == torch.device("cpu")
-    assert models.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(ValueError, match="unknown device"):
-        models.resolve_device("tpu9")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no GPU"):
-            models.resolve_device("cuda")

@@ -148,18 +148,69 @@ def chest_film(tmp_path_factory) -> Path:
     return _real_film(tmp_path_factory, "RG1_UNCR.dcm")
 
 
-@pytest.fixture
-def app_server(checkpoints, tmp_path):
-    folder, _ = checkpoints
+class Server:
+    """A server started by a test: its URL and process (whose kernels the tests count)."""
+
+    def __init__(self, url: str, proc: subprocess.Popen, log: Path) -> None:
+        self.url, self.proc, self.log = url, proc, log
+
+    def kernels(self) -> list[int]:
+        """PIDs of the kernels this server runs now (its ipykernel child processes)."""
+        import psutil
+
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        out = []
+        for child in children:
+            try:
+                if "ipykernel" in " ".join(child.cmdline()):
+                    out.append(child.pid)
+            except psutil.Error:  # it exited meanwhile
+                pass
+        return out
+
+
+def _app(folder: Path, tmp_path: Path, name: str):
     port = free_port()
-    log = tmp_path / "app.log"
+    log = tmp_path / f"{name}.log"
     proc = start([sys.executable, "-m", "xray_utils", "app", "--checkpoints", str(folder),
                   "--port", str(port), "--device", "cpu"], log)
     try:
-        wait_http(f"http://127.0.0.1:{port}/", proc, log)
-        yield f"http://127.0.0.1:{port}/"
+        wait_http(f"http://127.0.0.1:{port}/voila/static/voila.js", proc, log)
+        yield Server(f"http://127.0.0.1:{port}/", proc, log)
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="module")
+def app_server(checkpoints, tmp_path_factory):
+    """``python -m xray_utils app`` on the browser tests' checkpoints (one server per module)."""
+    yield from _app(checkpoints[0], tmp_path_factory.mktemp("app"), "app")
+
+
+@pytest.fixture(scope="module")
+def quiet_app_server(tmp_path_factory):
+    """The app on untrained chest-routed checkpoints whose findings all stay far below 0.5."""
+    from xray_utils.untrained import write_routed_checkpoints
+
+    tmp = tmp_path_factory.mktemp("quiet_app")
+    folder = write_routed_checkpoints(tmp / "checkpoints", "chest", findings_low=True)
+    yield from _app(folder, tmp, "quiet_app")
+
+
+@pytest.fixture(scope="session")
+def big_film(tmp_path_factory) -> Path:
+    """A 20 MB PNG (random noise, which PNG cannot compress): above Tornado's default 10 MiB."""
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("big") / "big_film.png"
+    noise = np.random.default_rng(0).integers(0, 256, (2600, 2600, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, compress_level=1)
+    assert path.stat().st_size > 20 * 10**6
+    return path
 
 
 @pytest.fixture
@@ -183,6 +234,13 @@ def lab_server(run_folder, tmp_path):
     settings = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
     (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
+    # the upload limit make setup gives the JupyterLab of .venv (written here into the test's
+    # own configuration folder, so that the test does not depend on the installation's)
+    from xray_utils.diagnose.uploads import write_jupyter_config
+
+    config = Path(write_jupyter_config(str(tmp_path / "prefix")))
+    (tmp_path / "jupyter-config" / config.parent.name).mkdir(parents=True)
+    shutil.copy(config, tmp_path / "jupyter-config" / config.parent.name / config.name)
     proc = start(cmd, log, env={"JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
                                 "XRAY_RUN_DIR": str(run),
                                 "XRAY_FIGURES_DIR": str(tmp_path / "figures"),

@@ -5,6 +5,7 @@ verdict the page shows; screenshots go to runs/demo/browser/.  Run with ``make b
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -19,7 +20,8 @@ FIGURE = ".jupyter-widgets-output-area img, .widget-output img"
 ERROR = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"
 #: Run All of notebook 06 on CPU: a few model loads and diagnoses (about 1 min unloaded).
 RUN_ALL_S = 420
-ANSWER = re.compile(r"Diagnosis: X-ray|X-ray, no chest findings|Refused: not an X-ray")
+ANSWER = re.compile(r"Diagnosis: X-ray|Chest film, no finding: X-ray|X-ray, no chest findings"
+                    r"|Refused: not an X-ray")
 
 
 def outputs_text(page) -> str:
@@ -45,13 +47,45 @@ def upload(page, film, scope=None) -> str:
     return verdict.inner_text()
 
 
-def test_app_page_upload(browser, app_server, film, shots, checkpoints):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def _timing(shots, name: str, seconds: float) -> None:
+    """Report a measured time (printed and kept in runs/<profile>/browser/timings.json)."""
+    path = shots / "timings.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[name] = round(seconds, 2)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"\n{name}: {seconds:.1f} s")
+
+
+def open_app(browser, server, shots, viewport=(1400, 1000), name="app_first_content_s"):
+    """A new page on the app; waits for the header (timed) and the first verdict."""
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
     page.set_default_timeout(180_000)
+    t0 = time.monotonic()
+    page.goto(server.url, wait_until="commit", timeout=120_000)
+    page.locator(".xray-header").first.wait_for(timeout=120_000)
+    _timing(shots, name, time.monotonic() - t0)
+    assert page.get_by_text("not a medical device").count() >= 1
+    page.locator(VERDICT).first.wait_for(timeout=180_000)  # the first film, diagnosed at start
+    return page
+
+
+def idle(page, timeout: float = 180) -> None:
+    """Wait until the widget says nothing is waiting or running ("diagnosing ..." is gone)."""
+    page.wait_for_function("() => !document.querySelector('.xray-busy')", timeout=timeout * 1000,
+                           polling=200)
+
+
+def test_app_page_for_its_visitor_and_big_upload(browser, app_server, film, big_film, shots,
+                                                 checkpoints):
+    page = open_app(browser, app_server, shots)
     try:
-        page.goto(app_server, timeout=120_000)
-        page.get_by_text("not a medical device").first.wait_for(timeout=180_000)
-        page.locator(VERDICT).first.wait_for(timeout=180_000)  # the first film, diagnosed at start
+        assert page.title() == "X-ray diagnosis demo"
+        body = page.locator("body").inner_text()
+        assert body.count("X-ray diagnosis demo") == 1 and "64 MiB" in body
+        assert "XRAY_APP" not in body and "/checkpoints" not in body and "JupyterLab" not in body
+        # a film above Tornado's default 10 MiB, then a small one: both answered
+        big = upload(page, big_film)
+        assert ANSWER.search(big) or "cannot be read" in big, big
         text = upload(page, film)
         assert ANSWER.search(text), text
         assert page.locator(".xray-app-error").count() == 0
@@ -62,7 +96,69 @@ def test_app_page_upload(browser, app_server, film, shots, checkpoints):
         page.close()
 
 
-def test_notebook_06_in_jupyterlab(browser, lab_server, film, shots):
+def test_app_last_action_wins_and_phone_width(browser, app_server, chest_film, shots):
+    page = open_app(browser, app_server, shots, viewport=(390, 844),
+                    name="app_first_content_phone_s")
+    try:
+        select = page.locator(".widget-dropdown select").first
+        labels = select.locator("option").all_inner_texts()
+        rg3 = next(t for t in labels if t.startswith("RG3_UNCR.dcm"))
+        select.select_option(label=rg3)  # the first action: RG3 from the list
+        time.sleep(0.5)
+        with page.expect_file_chooser(timeout=30_000) as chooser:  # the second: upload RG1
+            page.locator(".jupyter-widgets.widget-upload").first.click()
+        chooser.value.set_files(str(chest_film))
+        page.locator(VERDICT, has_text="RG1_UNCR.dcm (your upload)").first.wait_for(
+            timeout=180_000)
+        idle(page)
+        assert "RG1_UNCR.dcm (your upload)" in page.locator(VERDICT).first.inner_text()
+        assert "RG1_UNCR.dcm" in page.locator(".xray-caption").first.inner_text()
+        picture = page.locator(".xray-picture").first
+        picture.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "app_phone_390x844.png"))
+        box = picture.bounding_box()
+        charts = page.locator(FIGURE).first.bounding_box()
+        assert box["width"] >= 300, box  # the film with its heatmap, legible on a phone
+        assert box["y"] + box["height"] <= charts["y"] + 1, (box, charts)  # above the charts
+    finally:
+        page.close()
+
+
+def test_app_frees_the_kernels_of_closed_pages(browser, app_server, shots):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    most = 0
+    try:
+        for i in range(10):
+            page.goto(app_server.url, wait_until="commit", timeout=120_000)
+            page.locator(".xray-header").first.wait_for(timeout=120_000)
+            # bounded memory on a small machine: let kernels of earlier loads go first
+            deadline = time.monotonic() + 60
+            while len(app_server.kernels()) > 3 and time.monotonic() < deadline:
+                time.sleep(1)
+            most = max(most, len(app_server.kernels()))
+    finally:
+        page.close(run_before_unload=True)
+    t0 = time.monotonic()
+    while app_server.kernels() and time.monotonic() - t0 < 60:
+        time.sleep(2)
+    left = len(app_server.kernels())
+    _timing(shots, "app_kernels_gone_after_10_loads_s", time.monotonic() - t0)
+    print(f"kernels alive at most {most} during 10 loads, {left} a minute after the last page")
+    assert left <= 1, app_server.log.read_text()[-3000:]
+
+
+def test_app_no_finding_is_not_a_diagnosis(browser, quiet_app_server, shots):
+    page = open_app(browser, quiet_app_server, shots, name="app_first_content_quiet_s")
+    try:
+        verdict = page.locator(VERDICT).first
+        text = verdict.inner_text()
+        assert verdict.get_attribute("data-kind") == "no_finding", text
+        assert "Diagnosis" not in text and "no finding reaches P = 0.5; most probable:" in text
+    finally:
+        page.close()
+
+
+def test_notebook_06_in_jupyterlab(browser, lab_server, film, big_film, shots):
     base, token = lab_server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(120_000)
@@ -100,6 +196,8 @@ def test_notebook_06_in_jupyterlab(browser, lab_server, film, shots):
         widget.scroll_into_view_if_needed()
         # Run All's final state: the list's first entry (RG1), not an upload nobody made
         assert "your upload" not in widget.inner_text() and "RG1_UNCR.dcm" in widget.inner_text()
+        big = upload(page, big_film, widget)  # above Tornado's default 10 MiB
+        assert ANSWER.search(big) or "cannot be read" in big, big
         text = upload(page, film, widget)
         assert ANSWER.search(text), text
         assert "Error displaying widget" not in outputs_text(page)

@@ -1,14 +1,15 @@
 # The two commands of the README:
 #   make demo   set up (once) and run every notebook in the demo profile
 #   make test   set up (once) and run the test suite (unit tests + every notebook, demo profile)
-# and: make app (the diagnosis app on 127.0.0.1:8866), make browser-test (Chromium against
+# and: make app (the diagnosis app on 127.0.0.1:8866), make lab (JupyterLab on copies of the
+# chapters in runs/lab/), make browser-test (Chromium against
 # JupyterLab and the app; needs /usr/bin/chromium: apt-get install -y chromium)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup clean-run figures app browser-test
+.PHONY: demo test setup clean-run figures app browser-test lab
 
 setup: $(STAMP)
 
@@ -20,6 +21,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install -c requirements/constraints.txt -e ".[test]"
 	# JupyterLab from .venv accepts uploads up to the widget's limit (Tornado's default: 10 MiB)
 	$(BIN)/python -c 'from xray_utils.diagnose.uploads import write_jupyter_config as w; print(w("$(VENV)"))'
+	# chapters run in JupyterLab keep git status clean: git strips outputs (tools/nbclean.py)
+	-git rev-parse --git-dir >/dev/null 2>&1 && git config filter.nbclean.clean "$(BIN)/python tools/nbclean.py"
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -30,6 +33,14 @@ test: $(STAMP)
 
 app: $(STAMP)
 	$(BIN)/python -m xray_utils app
+
+# JupyterLab on copies of the chapters in runs/lab/ (git-ignored): running them, with the outputs
+# autosave writes, leaves the committed notebooks untouched; a copy that exists is kept (your
+# edits stay), delete it to get the chapter fresh
+lab: $(STAMP)
+	@mkdir -p runs/lab
+	@for nb in notebooks/*.ipynb; do test -e runs/lab/$$(basename $$nb) || cp $$nb runs/lab/; done
+	$(BIN)/jupyter lab runs/lab $(if $(filter 0,$(shell id -u)),--allow-root)
 
 browser-test: $(STAMP)
 	$(BIN)/python -m pytest -m browser tests/browser

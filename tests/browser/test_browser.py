@@ -11,6 +11,10 @@ import time
 
 import pytest
 
+from tools.nbclean import clean_text
+
+from .conftest import REPO
+
 pytestmark = pytest.mark.browser
 
 VERDICT = ".xray-verdict"
@@ -158,7 +162,7 @@ def test_app_no_finding_is_not_a_diagnosis(browser, quiet_app_server, shots):
         page.close()
 
 
-def test_notebook_06_in_jupyterlab(browser, lab_server, film, big_film, shots):
+def test_notebook_06_in_jupyterlab(browser, lab_server, film, big_film, shots, tmp_path):
     base, token = lab_server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(120_000)
@@ -202,6 +206,15 @@ def test_notebook_06_in_jupyterlab(browser, lab_server, film, big_film, shots):
         assert ANSWER.search(text), text
         assert "Error displaying widget" not in outputs_text(page)
         widget.screenshot(path=str(shots / "notebook06_widget_after_upload.png"))
+        # saved with its outputs, the chapter is still the committed one to git's filter
+        saved = tmp_path / "lab" / "06_diagnose_demo.ipynb"
+        page.keyboard.press("Control+s")
+        deadline = time.monotonic() + 60
+        while '"output_type"' not in saved.read_text(encoding="utf-8"):
+            assert time.monotonic() < deadline, "JupyterLab did not save the notebook"
+            time.sleep(1)
+        committed = (REPO / "notebooks" / "06_diagnose_demo.ipynb").read_text(encoding="utf-8")
+        assert clean_text(saved.read_text(encoding="utf-8")) == committed
     finally:
         page.screenshot(path=str(shots / "notebook06_last_page.png"))  # for a failure's story
         page.close()

@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup clean-run figures app browser-test lab
+.PHONY: demo test setup clean-run app browser-test lab
 
 setup: $(STAMP)
 

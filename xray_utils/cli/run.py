@@ -188,8 +188,37 @@ def run(args) -> int:
     return 0
 
 
+def parameters_help(folder: Path = NOTEBOOKS_DIR) -> str:
+    """The ``-p`` keys of each numbered notebook, for ``run --help``."""
+    import textwrap
+
+    lines = []
+    for nb in list_notebooks(folder):
+        keys = sorted(notebook_parameters(nb) - {"PROFILE"})
+        lines.append(textwrap.fill(f"{nb.stem}: {', '.join(keys)}", 79, initial_indent="  ",
+                                   subsequent_indent="      "))
+    return "\n".join(lines)
+
+
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("run", help="execute the notebooks in order with papermill")
+    import argparse
+    import textwrap
+
+    try:
+        keys = parameters_help()
+    except (OSError, ValueError):  # no notebooks folder (an installed package without them)
+        keys = "  (the notebooks' parameters cells)"
+    p = subparsers.add_parser(
+        "run", help="execute the notebooks in order with papermill",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Execute the numbered notebooks in order with papermill, in one profile; the "
+            "executed copies go to <run>/notebooks/. -p KEY VALUE sets a parameter of every "
+            "notebook that has it; a key no selected notebook has is refused.", 79)
+        + "\n\nKeys per notebook:\n" + keys,
+        epilog="Other settings without touching the demo run: -p RUN_DIR \"$PWD/runs/seed1\" "
+               "-p FIGURES_DIR \"$PWD/figures/seed1\" (with --only 00 first, which writes that "
+               "run's manifests).")
     p.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
     p.add_argument("--only", action="append", metavar="NAME",
                    help="run only notebooks whose name starts with/contains NAME (repeatable)")

@@ -34,9 +34,25 @@ def run(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train one module outside the notebooks "
-                                            "(use -p DISTRIBUTED N for N processes)")
+    import argparse
+    import textwrap
+
+    from xray_utils.config.profiles import known_keys
+
+    keys = textwrap.fill(", ".join(sorted((known_keys() | {"DATA_DIR", "RUN_DIR", "FIGURES_DIR"})
+                                          - {"PROFILE", "TASK"})), 79,
+                         initial_indent="  ", subsequent_indent="  ")
+    p = subparsers.add_parser(
+        "train", help="train one module outside the notebooks "
+                      "(use -p DISTRIBUTED N for N processes)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Train one module (TASK) as its training chapter (01-03) does, from the task "
+            "manifest chapter 00 wrote, into <run>/checkpoints/TASK/; a training interrupted "
+            "with the same settings resumes. -p KEY VALUE overrides a setting of the profile; "
+            "every key is checked before any work.", 79) + "\n\nKeys:\n" + keys)
     p.add_argument("task", choices=paper.TASKS)
     p.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
-    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="override a setting (keys above), e.g. -p EPOCHS 2")
     p.set_defaults(func=run)

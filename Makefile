@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install "pip>=23,<24.1"
 	$(BIN)/python -m pip install -c requirements/constraints.txt -e ".[test]"
 	# JupyterLab from .venv accepts uploads up to the widget's limit (Tornado's default: 10 MiB)
-	$(BIN)/python -c 'from xray_utils.diagnose.uploads import write_jupyter_config as w; print(w("$(VENV)"))'
+	$(BIN)/python -c 'from xray_utils.diagnose.uploads import write_jupyter_config as w; print(w("$(VENV)/etc/jupyter"))'
 	# chapters run in JupyterLab keep git status clean: git strips outputs (tools/nbclean.py)
 	-git rev-parse --git-dir >/dev/null 2>&1 && git config filter.nbclean.clean "$(BIN)/python tools/nbclean.py"
 	@touch $(STAMP)

@@ -175,3 +175,24 @@ def test_sample_dicom_films_are_the_two_pydicom_radiographs():
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         assert ds.PhotometricInterpretation == "MONOCHROME1", name
         assert 10 <= int(ds.BitsStored) <= 16
+
+
+def test_task_manifests_survive_a_moved_clone(tiny_build, tmp_path, monkeypatch):
+    """Images inside the repository are stored relative to the manifest: a moved clone reads its own."""
+    import shutil
+    from pathlib import Path
+
+    from xray_utils.config import paths as config_paths
+
+    clone = tmp_path / "clone"
+    shutil.copytree(tiny_build.parent, clone / "data" / "demo")
+    monkeypatch.setattr(config_paths, "REPO_ROOT", clone)
+    df = manifests.read_image_manifest(clone / "data" / "demo" / tiny_build.name)
+    written = manifests.write_task_manifests(df, clone / "runs" / "demo" / "manifests", seed=0)
+    raw = pd.read_csv(written["chest"], dtype=str)
+    assert not any(Path(p).is_absolute() for p in raw["path"])
+    moved = clone.rename(tmp_path / "moved")
+    task = manifests.read_task_manifest(moved / "runs" / "demo" / "manifests" / "chest.csv")
+    assert all(Path(p).is_file() and Path(p).is_relative_to(moved) for p in task["path"])
+    outside = manifests.portable_path(tmp_path / "elsewhere.png", moved)
+    assert Path(outside).is_absolute()  # an image outside the repository keeps its path

@@ -238,9 +238,7 @@ def lab_server(run_folder, tmp_path):
     # own configuration folder, so that the test does not depend on the installation's)
     from xray_utils.diagnose.uploads import write_jupyter_config
 
-    config = Path(write_jupyter_config(str(tmp_path / "prefix")))
-    (tmp_path / "jupyter-config" / config.parent.name).mkdir(parents=True)
-    shutil.copy(config, tmp_path / "jupyter-config" / config.parent.name / config.name)
+    write_jupyter_config(str(tmp_path / "jupyter-config"))
     proc = start(cmd, log, env={"JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
                                 "XRAY_RUN_DIR": str(run),
                                 "XRAY_FIGURES_DIR": str(tmp_path / "figures"),

@@ -18,7 +18,9 @@ real-data adapter) -- columns :data:`IMAGE_COLUMNS`:
 ``width``, ``height``  size of the file in pixels (empty when unknown)
 
 *Task manifest* (one per module, written by :func:`write_task_manifests`) -- columns
-:data:`TASK_COLUMNS`: ``path`` (absolute), ``label`` (class name for modules I-II; findings
+:data:`TASK_COLUMNS`: ``path`` (relative to the manifest's folder for an image inside the
+repository, so that a moved clone still reads its own files; absolute otherwise; readers get it
+absolute), ``label`` (class name for modules I-II; findings
 joined by ``|`` for module III), ``patient_id``, ``split``, ``source``, ``boxes``, ``width``,
 ``height``.
 """
@@ -273,5 +275,23 @@ def write_task_manifests(images: pd.DataFrame, out_dir: str | Path, seed: int = 
     paths = {}
     for task, df in task_manifests(images, seed=seed, **kwargs).items():
         paths[task] = out_dir / f"{task}.csv"
+        df = df.assign(path=[portable_path(p, out_dir) for p in df["path"]])
         df.to_csv(paths[task], index=False)
     return paths
+
+
+def portable_path(path: str | Path, folder: str | Path) -> str:
+    """``path`` as a manifest in ``folder`` stores it: relative when both lie in the repository.
+
+    A clone that is moved or copied then still reads its own images (the reader resolves the
+    relative path against the manifest's folder); an image outside the repository (a dataset
+    elsewhere on disk) keeps its absolute path.
+    """
+    import os
+
+    from xray_utils.config.paths import REPO_ROOT
+
+    path, folder, root = Path(path).resolve(), Path(folder).resolve(), Path(REPO_ROOT).resolve()
+    if path.is_relative_to(root) and folder.is_relative_to(root):
+        return os.path.relpath(path, folder)
+    return str(path)

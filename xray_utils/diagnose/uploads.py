@@ -30,17 +30,20 @@ def too_large(name: str, size: int, limit_mib: float = MAX_UPLOAD_MIB) -> str | 
             "which has no size limit.")
 
 
-def write_jupyter_config(prefix: str) -> str:
-    """Give the JupyterLab of the environment at ``prefix`` the app's upload limit.
+def write_jupyter_config(folder: str) -> str:
+    """Give the Jupyter servers that read config folder ``folder`` the app's upload limit.
 
-    Writes ``<prefix>/etc/jupyter/jupyter_server_config.d/xray-tutorial-uploads.json`` (read by
-    every Jupyter server started from that environment; ``make setup`` calls this for
-    ``.venv``) and returns its path.
+    Sets ``ServerApp.tornado_settings`` in ``<folder>/jupyter_server_config.json`` (keeping what
+    the file holds already; Jupyter reads its ``.d`` folders for extensions only) and returns the
+    file's path.  ``make setup`` calls this for ``.venv/etc/jupyter``, which every JupyterLab
+    started from ``.venv`` reads.
     """
     import json
     from pathlib import Path
 
-    path = Path(prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "xray-tutorial-uploads.json"
+    path = Path(folder) / "jupyter_server_config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    config.setdefault("ServerApp", {}).setdefault("tornado_settings", {}).update(server_settings())
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"ServerApp": {"tornado_settings": server_settings()}}, indent=1) + "\n")
+    path.write_text(json.dumps(config, indent=1) + "\n")
     return str(path)

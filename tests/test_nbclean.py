@@ -28,6 +28,7 @@ def executed(text: str) -> str:
             cell["metadata"]["scrolled"] = True
     nb["metadata"]["language_info"] = {"name": "python", "version": "3.11.2",
                                        "mimetype": "text/x-python"}
+    nb["metadata"]["kernelspec"]["display_name"] = "Python 3 (ipykernel)"
     nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     return json.dumps(nb, indent=2)  # another layout than the committed one, too
 

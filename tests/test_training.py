@@ -26,6 +26,7 @@ from xray_utils.models import (
 from xray_utils.train.lessons import describe_settings
 from xray_utils.train.training import (
     init_source,
+    loaders_for,
     make_optimizer,
     make_scheduler,
     sklearn_scores,
@@ -72,6 +73,24 @@ def test_same_seed_gives_same_metrics(tiny_task, tmp_path):
     manifest = tiny_task("xray_or_not")
     a, _ = _train(manifest, tmp_path / "a")
     b, _ = _train(manifest, tmp_path / "b")
+    va = a.history.set_index(["epoch", "loader", "metric"])["value"]
+    vb = b.history.set_index(["epoch", "loader", "metric"])["value"]
+    assert np.allclose(va.to_numpy(), vb.reindex(va.index).to_numpy(), atol=1e-3)
+
+
+def test_loaders_built_once_by_a_chapter_train_the_same(tiny_task, tmp_path):
+    """A chapter builds the loaders, draws a batch to show it, then passes them to train_task:
+    the training is the one train_task runs with loaders of its own."""
+    torch.set_num_threads(1)
+    manifest = tiny_task("xray_or_not")
+    a, _ = _train(manifest, tmp_path / "a")
+    run_dir = tmp_path / "b"
+    paths = project_paths("demo", data_dir=run_dir / "data", run_dir=run_dir,
+                          figures_dir=run_dir / "fig").ensure()
+    cfg = settings("demo", "xray_or_not", IMAGE_SIZE=32, EPOCHS=2, BATCH_SIZE=16, MAX_TRAIN=None)
+    loaders = loaders_for(paths, cfg, manifest)
+    next(iter(loaders["train"]))
+    b = train_task(paths, cfg, manifest, verbose=False, loaders=loaders)
     va = a.history.set_index(["epoch", "loader", "metric"])["value"]
     vb = b.history.set_index(["epoch", "loader", "metric"])["value"]
     assert np.allclose(va.to_numpy(), vb.reindex(va.index).to_numpy(), atol=1e-3)

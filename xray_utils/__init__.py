@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "seed_everything": "xray_utils.config.seeding",
     "read_gray": "xray_utils.data.imageio",
     "make_loaders": "xray_utils.data.loaders",
+    "loaders_for": "xray_utils.train.training",
     "show_batch": "xray_utils.data.plots",
     "build_model": "xray_utils.models",
     "load_checkpoint": "xray_utils.models",

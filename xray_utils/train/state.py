@@ -37,7 +37,7 @@ class RunFolderBusy(RuntimeError):
     """Another training holds the run folder's lock."""
 
 
-def _loader_generators(loader) -> list[torch.Generator]:
+def loader_generators(loader) -> list[torch.Generator]:
     """The torch generators that decide a loader's order (the loader's and its sampler's)."""
     found: list[torch.Generator] = []
     for obj in (loader, getattr(loader, "sampler", None),
@@ -58,7 +58,7 @@ def rng_state(loaders: Mapping[str, Any] | None) -> dict[str, Any]:
         "numpy": {"keys": torch.as_tensor(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
                   "gauss": [int(np_state[3]), float(np_state[4])]},
         "torch": torch.get_rng_state(),
-        "loaders": {k: [g.get_state() for g in _loader_generators(v)]
+        "loaders": {k: [g.get_state() for g in loader_generators(v)]
                     for k, v in (loaders or {}).items()},
     }
     if torch.cuda.is_available():
@@ -79,7 +79,7 @@ def set_rng_state(state: Mapping[str, Any], loaders: Mapping[str, Any] | None) -
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     for key, saved in state.get("loaders", {}).items():
-        gens = _loader_generators((loaders or {}).get(key))
+        gens = loader_generators((loaders or {}).get(key))
         for g, s in zip(gens, saved):
             g.set_state(s)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -44,6 +45,7 @@ from xray_utils.models import (
 )
 from xray_utils.train.state import (
     ResumableCheckpointCallback,
+    loader_generators,
     run_folder_lock,
 )
 
@@ -277,10 +279,25 @@ def init_source(cfg: Mapping[str, Any], paths: ProjectPaths) -> Path | None:
     return path
 
 
+def loaders_for(paths: ProjectPaths, cfg: Mapping[str, Any],
+                manifest_csv: str | Path | None = None) -> "OrderedDict[str, Any]":
+    """The training and validation loaders of ``cfg["TASK"]`` with the settings' image size, batch,
+    workers, ``MAX_TRAIN`` and ``AUGMENT``: what :func:`train_task` trains on.  A chapter builds
+    them once, looks at a batch, and passes them to :func:`train_task`."""
+    task = cfg["TASK"]
+    return make_loaders(paths.manifest(task) if manifest_csv is None else manifest_csv, task,
+                        int(cfg["IMAGE_SIZE"]), int(cfg["BATCH_SIZE"]), paths.cache_dir,
+                        num_workers=int(cfg.get("NUM_WORKERS", 0)), seed=int(cfg.get("SEED", 0)),
+                        max_train=cfg.get("MAX_TRAIN"), pin_memory=device_of(cfg).startswith("cuda"),
+                        augment=str(cfg.get("AUGMENT", "flip_crop")))
+
+
 def train_task(paths: ProjectPaths, cfg: Mapping[str, Any], manifest_csv: str | Path | None = None,
-               verbose: bool = True) -> TrainResult:
+               verbose: bool = True, loaders: Mapping[str, Any] | None = None) -> TrainResult:
     """Train (or resume, or reuse) the module ``cfg["TASK"]`` on ``paths.manifest(task)`` (or
-    ``manifest_csv``); returns where the best checkpoint is."""
+    ``manifest_csv``); returns where the best checkpoint is.  ``loaders``: those of
+    :func:`loaders_for` (built once by the chapter); their shuffling restarts from the seed, so
+    the training is the same as with loaders built here."""
     cfg = dict(cfg)
     task = cfg.get("TASK")
     if task not in paper.TASKS:
@@ -299,16 +316,20 @@ def train_task(paths: ProjectPaths, cfg: Mapping[str, Any], manifest_csv: str | 
     folder = paths.checkpoint_dir(task)
     folder.mkdir(parents=True, exist_ok=True)
     with run_folder_lock(folder, task):
-        return train(task, manifest_csv, paths, cfg, verbose, folder, seed, on_gpu)
+        return train(task, manifest_csv, paths, cfg, verbose, folder, seed, on_gpu, loaders)
 
 
 def train(task: str, manifest_csv: str | Path, paths: ProjectPaths, cfg: dict,
-          verbose: bool, folder: Path, seed: int, on_gpu: bool) -> TrainResult:
+          verbose: bool, folder: Path, seed: int, on_gpu: bool,
+          loaders: Mapping[str, Any] | None = None) -> TrainResult:
     """The training: loaders, model, loss, optimiser, scheduler, callbacks, Catalyst's runner."""
-    loaders = make_loaders(manifest_csv, task, int(cfg["IMAGE_SIZE"]), int(cfg["BATCH_SIZE"]),
-                           paths.cache_dir, num_workers=int(cfg.get("NUM_WORKERS", 0)), seed=seed,
-                           max_train=cfg.get("MAX_TRAIN"), pin_memory=on_gpu,
-                           augment=str(cfg.get("AUGMENT", "flip_crop")))
+    if loaders is None:
+        loaders = loaders_for(paths, cfg, manifest_csv)
+    else:
+        loaders = OrderedDict(loaders)
+        for loader in loaders.values():
+            for generator in loader_generators(loader):
+                generator.manual_seed(seed)
     model = build_model(task, pretrained=bool(cfg.get("PRETRAINED")),
                         allow_fallback=bool(cfg.get("ALLOW_PRETRAINED_FALLBACK", False)))
     source = init_source(cfg, paths)

@@ -559,3 +559,10 @@ def test_rerun_differences_names_each_headline_figure():
     assert table.loc["Module II accuracy, real test images", "difference"] == 0
     assert pd.isna(table.loc["Module I accuracy", "difference"])
     assert table.loc["Module I accuracy", "committed"] == 0.98
+
+
+def test_figure_paths_and_intervals_for_sentences(tmp_path):
+    from xray_utils.evaluate.plots import FIGURE_NAMES, figure_path, format_ci
+
+    assert figure_path(tmp_path, "chest_roc") == tmp_path / FIGURE_NAMES["chest_roc"]
+    assert format_ci((0.96449, 0.9921)) == "[0.964, 0.992]" and format_ci(None) == "n/a"

@@ -559,3 +559,19 @@ def test_earlier_block_maps_match_pytorch_grad_cam_and_are_finer():
     assert loc.layer_grid(model, 64) == (2, 2)
     with pytest.raises(ValueError, match="no block 'denseblock9'"):
         loc.layer_grid(model, 64, "denseblock9")
+
+
+def test_gradcam_record_adds_settings_baselines_and_layers() -> None:
+    findings = list(paper.FINDINGS[:3])
+    table = pd.DataFrame({"n": [2, 0, 1], "pointing": [0.5, 0.0, 1.0], "iou": [0.2, 0.0, 0.4],
+                          "center_baseline": [0.5, 0.9, 0.0], "pointing_randomized": [0.0, 0.9, 1.0],
+                          "grid_ceiling": [1.0, 0.9, 1.0]}, index=findings)
+    finer = table.assign(pointing=[0.0, 0.0, 0.5])
+    record = loc.gradcam_record(table, {"norm5": (table, (2, 2)), "denseblock3": (finer, (4, 4))},
+                                layer="norm5", grid=(2, 2), threshold=0.5, tolerance=0.0, image_size=64)
+    assert record["mean_pointing"] == pytest.approx(0.75) and record["n_cases"] == 3
+    assert record["baselines"] == pytest.approx({"center_point": 0.25, "randomized_model": 0.5,
+                                                 "grid_ceiling": 1.0})
+    assert record["by_layer"]["denseblock3"] == {"grid": [4, 4], "mean_pointing": pytest.approx(0.25)}
+    assert (record["layer"], record["grid"], record["image_size"]) == ("norm5", [2, 2], 64)
+    assert loc.format_rate(None) == "n/a" and loc.format_rate(0.3) == "0.300"

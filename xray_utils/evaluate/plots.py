@@ -7,7 +7,7 @@ notebook shows it and a script can close it.  File names the notebooks use are i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -32,6 +32,16 @@ FIGURE_NAMES: Mapping[str, str] = {
     "xray_type_confusion_real": "xray_type_confusion_real.png",
 }
 HISTORY_COLUMNS = ("epoch", "loader", "metric", "value")
+
+
+def figure_path(figures_dir: str | Path, key: str) -> Path:
+    """``<figures_dir>/<file>`` of one of :data:`FIGURE_NAMES`."""
+    return Path(figures_dir) / FIGURE_NAMES[key]
+
+
+def format_ci(ci: Sequence[float] | None) -> str:
+    """A confidence interval for a sentence: ``[0.964, 0.992]``, or ``n/a`` when there is none."""
+    return "n/a" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 _PRETTY = {"xray": "X-ray", "not_xray": "not X-ray"}
 
 

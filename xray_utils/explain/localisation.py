@@ -13,7 +13,7 @@ finding), except where a function takes the manifest's boxes per image.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -260,6 +260,35 @@ def localisation_summary(table: pd.DataFrame) -> dict[str, Any]:
     out["n_cases"] = int(scored["n"].sum())
     out["findings_scored"] = int(len(scored))
     return out
+
+
+def gradcam_record(table: pd.DataFrame, by_layer: Mapping[str, tuple[pd.DataFrame, Sequence[int]]],
+                   *, layer: str, grid: Sequence[int], threshold: float, tolerance: float,
+                   image_size: int) -> dict[str, Any]:
+    """Chapter 05's ``gradcam`` section of metrics.json: :func:`localisation_summary` of the
+    scored layer's ``table`` (columns ``n``, ``pointing``, ``iou``, ``center_baseline``,
+    ``pointing_randomized``, ``grid_ceiling``), the settings, the three baselines (means over the
+    findings with boxes) and the mean pointing of every layer in ``by_layer`` (``{layer: (table,
+    grid)}``)."""
+    summary = localisation_summary(table)
+    scored = table["n"] > 0
+
+    def mean_of(column: str) -> float | None:
+        return float(table.loc[scored, column].mean()) if summary["n_cases"] else None
+
+    summary.update(threshold=threshold, tolerance_px=tolerance, image_size=image_size, layer=layer,
+                   grid=list(grid), baselines={"center_point": mean_of("center_baseline"),
+                                               "randomized_model": mean_of("pointing_randomized"),
+                                               "grid_ceiling": mean_of("grid_ceiling")})
+    summary["by_layer"] = {name: {"grid": list(g),
+                                  "mean_pointing": float(t.loc[t["n"] > 0, "pointing"].mean())}
+                           for name, (t, g) in by_layer.items()}
+    return summary
+
+
+def format_rate(value: float | None) -> str:
+    """A hit rate or score for a sentence: ``0.300``, or ``n/a`` when there is none."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 # --------------------------------------------------------------------------------------------

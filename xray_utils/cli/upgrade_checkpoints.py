@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def main(args) -> int:
+def run(args) -> int:
     from xray_utils.models import upgrade_checkpoints
 
     folder = Path(args.folder).expanduser()
@@ -37,4 +37,4 @@ def add_parser(subparsers) -> None:
     p.add_argument("folder", metavar="DIR", help="a checkpoints folder (searched recursively)")
     p.add_argument("--reseal", action="store_true",
                    help="also rewrite digests that no longer match (after an intended edit)")
-    p.set_defaults(func=main)
+    p.set_defaults(func=run)

@@ -134,3 +134,32 @@ def test_diagnose_json_survives_every_bomb(tmp_path, capsys):
         if not r["ok"]:
             assert r["error"].startswith(r["file"]) and r["error"].count(". ") <= 4
     assert sum("blank or unreadable image" in (r["error"] or "") for r in records) == 4
+
+
+def test_file_names_are_text_never_mathtext_in_figures(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from bad_files import write_tiny_checkpoints
+
+    from xray_utils.diagnose.diagnoser import Diagnoser, Diagnosis
+    from xray_utils.diagnose.widget import plot_charts, plot_diagnosis
+
+    film = _film(tmp_path / "film_$x_1_2$.png")  # as mathtext: a double subscript, an error
+    diagnoser = Diagnoser(write_tiny_checkpoints(tmp_path / "ckpt"), device="cpu")
+    good = diagnoser.diagnose([film], heatmaps=1)[0]
+    bad = Diagnosis(file=str(film), ok=False, error=f"{film}: blank or unreadable image")
+    assert good.ok
+
+    def drawn_texts(fig) -> list[str]:
+        fig.canvas.draw()  # mathtext would raise here
+        texts = [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+        plt.close(fig)
+        return texts
+
+    shown = "film_\\$x_1_2\\$.png"  # escaped: drawn as the literal name
+    for d in (good, bad):
+        assert any(shown in t for t in drawn_texts(plot_diagnosis(d)))
+    assert any(shown in t for t in drawn_texts(plot_charts(bad)))
+    drawn_texts(plot_charts(good))

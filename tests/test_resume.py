@@ -112,7 +112,31 @@ class Payload:
         return (os.system, ("echo PWNED",))
 
 
-@pytest.mark.parametrize("content", ["truncated", "unsafe"])
+def test_a_locked_run_folder_is_one_sentence_from_the_command_line(tiny_task, tmp_path, capsys):
+    import shutil
+
+    from filelock import FileLock
+
+    from xray_utils.cli import main
+    from xray_utils.train.state import RunFolderBusy
+
+    run = tmp_path / "run"
+    paths = _paths(run)
+    shutil.copy(tiny_task("xray_or_not", n=40), paths.manifest("xray_or_not"))
+    folder = paths.checkpoint_dir("xray_or_not")
+    folder.mkdir(parents=True)
+    with FileLock(str(folder / "train.lock")):
+        code = main(["train", "xray_or_not", "--profile", "demo", "-p", "DATA_DIR", str(run / "data"),
+                     "-p", "RUN_DIR", str(run), "-p", "FIGURES_DIR", str(run / "fig"),
+                     "-p", "IMAGE_SIZE", "32", "-p", "EPOCHS", "1"])
+    out = capsys.readouterr().out
+    assert code == 2 and out.startswith("refused: ") and "in use by another training" in out
+    assert "Traceback" not in out
+    # in a notebook, IPython shows the sentence instead of a traceback
+    assert RunFolderBusy("x is in use")._render_traceback_() == ["RunFolderBusy: x is in use"]
+
+
+@pytest.mark.parametrize("content", ["truncated", "unsafe", "loadable"])
 def test_a_broken_or_unsafe_last_pt_is_moved_aside(tiny_task, tmp_path, capsys, content):
     from xray_utils.train.training import train_task
 
@@ -123,9 +147,11 @@ def test_a_broken_or_unsafe_last_pt_is_moved_aside(tiny_task, tmp_path, capsys, 
     last = paths.checkpoint_dir("xray_or_not") / "last.pt"
     if content == "truncated":
         last.write_bytes(last.read_bytes()[:5000])
-    else:
+    elif content == "unsafe":
         torch.save({"model": Payload(), "epoch": 1, "fingerprint": "{}"}, last,
                    pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    else:  # loads with weights_only, but its weights fit no DenseNet and its epoch is text
+        torch.save({"model": {"w": torch.zeros(3)}, "epoch": "one", "fingerprint": "{}"}, last)
     capsys.readouterr()
     result = train_task(paths, _cfg(), manifest, verbose=False)
     out = capsys.readouterr().out

@@ -28,7 +28,13 @@ def run(args) -> int:
         print(f"task manifest not found: {manifest}. Run notebook 00 first "
               f"(python -m xray_utils run --profile {args.profile} --only 00).")
         return 2
-    result = train_task(paths, cfg)
+    from xray_utils.train.state import TrainingRefused
+
+    try:
+        result = train_task(paths, cfg)
+    except TrainingRefused as exc:  # a locked run folder, a saved state that does not fit
+        print(f"refused: {exc}")
+        return 2
     print(json.dumps(result.summary(), indent=2))
     return 0
 

@@ -14,6 +14,13 @@ from xray_utils.data.imageio import read_gray
 from xray_utils.data.manifests import decode_boxes
 
 
+def as_text(text: str) -> str:
+    """``text`` (a file name, an error message) shown literally in a figure: every ``$`` is
+    escaped, so matplotlib never reads it as mathtext (``film_$x_1_2$.dcm`` would raise while
+    drawing).  Works with wrapped text too, which ignores ``parse_math=False``."""
+    return str(text).replace("$", r"\$")
+
+
 def _grid(n: int, cols: int) -> tuple[plt.Figure, np.ndarray]:
     rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.9, rows * 2.1))

@@ -28,6 +28,7 @@ from xray_utils.config import paper
 from xray_utils.config.paths import ProjectPaths
 from xray_utils.data.imageio import ImageReadError
 from xray_utils.data.manifests import ManifestError, read_task_manifest
+from xray_utils.data.plots import as_text
 from xray_utils.diagnose import rule as chain
 from xray_utils.diagnose.diagnoser import Diagnoser, Diagnosis
 from xray_utils.diagnose.uploads import FORMATS, MAX_UPLOAD_MIB, too_large  # noqa: F401
@@ -257,16 +258,17 @@ def plot_diagnosis(d: Diagnosis, finding: str | None = None, alpha: float = 0.4)
     if not d.ok:
         for ax in axes:
             ax.axis("off")
-        ax_img.text(0, 0.5, f"{name}: cannot be read\n{d.error}", fontsize=8, wrap=True)
+        # file names are text, never mathtext ($...$)
+        ax_img.text(0, 0.5, as_text(f"{name}: cannot be read\n{d.error}"), fontsize=8, wrap=True)
         return fig
     if heatmap_finding(d, finding) is not None:
         ax_img.imshow(picture_array(d, finding, alpha))
     else:
         ax_img.imshow(d.image, cmap="gray", vmin=0, vmax=255)
-    ax_img.set_title(picture_caption(d, finding).replace(" · ", "\n"), fontsize=9)
+    ax_img.set_title(as_text(picture_caption(d, finding).replace(" · ", "\n")), fontsize=9)
     ax_img.axis("off")
     _charts(d, *axes[1:])
-    fig.suptitle(d.verdict(), fontsize=9)
+    fig.suptitle(as_text(d.verdict()), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -277,7 +279,7 @@ def plot_charts(d: Diagnosis) -> plt.Figure:
     if not d.ok:
         for ax in axes:
             ax.axis("off")
-        axes[0].text(0, 0.5, f"cannot be read\n{d.error}", fontsize=8, wrap=True)
+        axes[0].text(0, 0.5, as_text(f"cannot be read\n{d.error}"), fontsize=8, wrap=True)
         return fig
     _charts(d, *axes)
     fig.tight_layout()

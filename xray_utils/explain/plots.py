@@ -17,7 +17,7 @@ import pandas as pd
 from torch import nn
 
 from xray_utils.config import paper
-from xray_utils.data.plots import draw_boxes
+from xray_utils.data.plots import as_text, draw_boxes
 from xray_utils.explain.gradcam import case_cams, resize_map
 from xray_utils.explain.localisation import _sizes_per_image, cam_peak, scale_boxes
 from xray_utils.models import predict_probabilities
@@ -92,7 +92,7 @@ def plot_cam_gallery(panels: Sequence[dict[str, Any]], ncols: int = 4, alpha: fl
         draw_boxes(ax, [("", *b) for b in p.get("boxes", ())], color="lime", linewidth=1.5)
         if p.get("peak") is not None:
             ax.plot(p["peak"][1], p["peak"][0], "w+", markersize=10, markeredgewidth=2)
-        ax.set_title(p.get("title", ""), fontsize=8)
+        ax.set_title(as_text(p.get("title", "")), fontsize=8)
     fig.tight_layout()
     return fig
 

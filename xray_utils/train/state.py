@@ -33,8 +33,20 @@ RESUME_KEYS = ("TASK", "RECIPE", "IMAGE_SIZE", "BATCH_SIZE", "LR", "OPTIMIZER", 
                 "SCHEDULER", "INIT_FROM")
 
 
-class RunFolderBusy(RuntimeError):
+class TrainingRefused(RuntimeError):
+    """A training that cannot start, said in one sentence (the command line prints it; a notebook
+    shows the sentence instead of a traceback)."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython: show the sentence, not a traceback
+        return [f"{type(self).__name__}: {self}"]
+
+
+class RunFolderBusy(TrainingRefused):
     """Another training holds the run folder's lock."""
+
+
+class TrainingStateBroken(TrainingRefused):
+    """``last.pt`` loaded but does not fit the training; it has been moved aside."""
 
 
 def loader_generators(loader) -> list[torch.Generator]:
@@ -125,15 +137,33 @@ class ResumableCheckpointCallback(ICheckpointCallback):
             state = torch.load(self.last_path, map_location="cpu", weights_only=True)
             if not isinstance(state, dict) or not {"model", "epoch", "fingerprint"} <= set(state):
                 raise ValueError("not a training state of this project")
+            self._check_state(state)
             return state
         except Exception as exc:  # truncated, corrupt, or holding objects other than tensors
-            aside = self.last_path.with_name(f"{LAST_STATE}.broken-{_stamp()}")
-            self.last_path.replace(aside)
+            aside = self._move_aside()
             print(f"{self.task}: the saved training state {self.last_path} cannot be read safely "
                   f"({type(exc).__name__}: it is truncated, corrupt or holds more than plain "
                   f"tensors); it was moved aside as {aside.name} and is not used. This training "
                   "starts from the beginning.")
             return None
+
+    def _move_aside(self) -> Path:
+        aside = self.last_path.with_name(f"{LAST_STATE}.broken-{_stamp()}")
+        self.last_path.replace(aside)
+        return aside
+
+    def _check_state(self, state: Mapping[str, Any]) -> None:
+        """Everything resuming reads must be there and of its type, and the weights must fit
+        this task's model (a loadable but wrong state never reaches the training)."""
+        from xray_utils.models import build_model
+
+        json.loads(state["fingerprint"])
+        int(state["epoch"]), int(state.get("best_epoch", 0)), float(state.get("best", 0.0))
+        if not isinstance(json.loads(state.get("history", "[]")), list):
+            raise ValueError("its history is not a list")
+        if not isinstance(state.get("optimizer", {}), dict):
+            raise ValueError("its optimizer state is not a mapping")
+        build_model(self.task).load_state_dict(state["model"])  # strict: names and shapes
 
     def prepare(self) -> int:
         """Check the saved state before training; returns the epochs it will resume after."""
@@ -173,14 +203,21 @@ class ResumableCheckpointCallback(ICheckpointCallback):
             return
         if json.loads(state["fingerprint"]) != json.loads(json.dumps(self._fingerprint())):
             return  # prepare() has moved it aside; a state of other settings is never used
-        unwrap(runner.model).load_state_dict(state["model"])
-        runner.optimizer.load_state_dict(state["optimizer"])
-        if runner.scheduler is not None and state.get("scheduler"):
-            runner.scheduler.load_state_dict(state["scheduler"])
-        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
-        self.history = json.loads(state["history"])
-        if state.get("rng"):
-            set_rng_state(state["rng"], runner.loaders)
+        try:
+            unwrap(runner.model).load_state_dict(state["model"])
+            runner.optimizer.load_state_dict(state["optimizer"])
+            if runner.scheduler is not None and state.get("scheduler"):
+                runner.scheduler.load_state_dict(state["scheduler"])
+            self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+            self.history = json.loads(state["history"])
+            if state.get("rng"):
+                set_rng_state(state["rng"], runner.loaders)
+        except Exception as exc:  # loadable, but not a state this training can continue
+            aside = self._move_aside()
+            raise TrainingStateBroken(
+                f"{self.task}: the saved training state {self.last_path} does not fit this "
+                f"training ({type(exc).__name__}: {str(exc)[:200]}); it was moved aside as "
+                f"{aside.name}. Run the training again: it starts from the beginning.") from None
         done = int(state["epoch"])
         runner.epoch_step = min(done, runner.num_epochs)
         if runner.engine.is_main_process:  # the history of exactly the finished epochs

@@ -9,7 +9,7 @@ not know or a value it cannot honour is refused with a clear error, never silent
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from xray_utils.config import paper
 
@@ -165,6 +165,19 @@ def check_device(value: Any) -> str:
                         "(auto: the GPU when there is one)")
 
 
+def check_types(types: Sequence[str] | str) -> list[str]:
+    """The generated non-chest X-ray types, checked: ``"all"``, or names from ``paper.XRAY_TYPES``
+    (a list, or one comma-separated string); ``chest`` is counted by ``n_chest`` instead."""
+    if isinstance(types, str):
+        types = paper.XRAY_TYPES if types.strip().lower() == "all" else \
+            [t.strip() for t in types.split(",") if t.strip()]
+    unknown = sorted(set(types) - set(paper.XRAY_TYPES))
+    if unknown:
+        raise ValueError(f"DEMO_TYPES: unknown X-ray type(s) {unknown}; choose from "
+                         f"{', '.join(paper.XRAY_TYPES)} or 'all'")
+    return [t for t in paper.XRAY_TYPES if t in types and t != "chest"]
+
+
 def validate(cfg: Mapping[str, Any], task: str | None = None) -> dict[str, Any]:
     """Check (and normalise) the values of ``cfg``; raises :class:`SettingsError` naming the
     setting, what it accepts and what it got.  Cheap: no data, cache or model is touched."""
@@ -198,8 +211,6 @@ def validate(cfg: Mapping[str, Any], task: str | None = None) -> dict[str, Any]:
             raise SettingsError(f"BETAS must be two numbers in [0, 1), e.g. [0.9, 0.999]; got {b!r}")
         out["BETAS"] = tuple(float(x) for x in b)
     if g("DEMO_TYPES") is not None:
-        from xray_utils.sources.demo import check_types
-
         try:
             out["DEMO_TYPES"] = tuple(check_types(g("DEMO_TYPES")))
         except ValueError as exc:

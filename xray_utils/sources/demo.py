@@ -30,6 +30,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from xray_utils.config import paper
+from xray_utils.config.profiles import check_types
 from xray_utils.data import manifests
 
 #: The sample DICOM films (the two radiographs of ``pydicom-data``): name -> (file, what it shows).
@@ -150,19 +151,6 @@ def _params(image_size: int, per_type: int, n_chest: int, n_photos: int, seed: i
     return {"image_size": int(image_size), "per_type": int(per_type), "n_chest": int(n_chest),
             "n_photos": int(n_photos), "seed": int(seed), "generator_version": GENERATOR_VERSION,
             "types": [t for t in paper.XRAY_TYPES if t in types and t != "chest"]}
-
-
-def check_types(types: Sequence[str] | str) -> list[str]:
-    """The generated non-chest X-ray types, checked: ``"all"``, or names from ``paper.XRAY_TYPES``
-    (a list, or one comma-separated string); ``chest`` is counted by ``n_chest`` instead."""
-    if isinstance(types, str):
-        types = paper.XRAY_TYPES if types.strip().lower() == "all" else \
-            [t.strip() for t in types.split(",") if t.strip()]
-    unknown = sorted(set(types) - set(paper.XRAY_TYPES))
-    if unknown:
-        raise ValueError(f"DEMO_TYPES: unknown X-ray type(s) {unknown}; choose from "
-                         f"{', '.join(paper.XRAY_TYPES)} or 'all'")
-    return [t for t in paper.XRAY_TYPES if t in types and t != "chest"]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

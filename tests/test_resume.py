@@ -37,6 +37,7 @@ elif kill.startswith("end:"):  # SIGKILL between epochs, right after epoch E was
     def on_epoch_end(self, runner):
         old_end(self, runner)
         if runner.epoch_step == E:
+            self.wait_saved()  # the state is written by a thread: kill once it is on disk
             os.kill(os.getpid(), signal.SIGKILL)
     training.ResumableCheckpointCallback.on_epoch_end = on_epoch_end
 run = sys.argv[2]

@@ -2,7 +2,8 @@
 
 * ``ResumableCheckpointCallback`` writes ``last.pt`` after every epoch (model, optimizer,
   scheduler, epoch, best score, history and every random state: Python, NumPy, torch and the
-  loaders' shuffling generators) and ``best.safetensors`` + ``best.json`` on improvement; it
+  loaders' shuffling generators; a copy taken at the epoch's end, written by a background
+  thread while the next epoch trains) and ``best.safetensors`` + ``best.json`` on improvement; it
   resumes from ``last.pt``, starts over when the settings changed (keeping the earlier best model
   aside) and moves a ``last.pt`` that cannot be read safely aside, never unpickling it;
 * ``run_folder_lock`` refuses a second training on the same run folder with a sentence.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -117,6 +119,10 @@ class ResumableCheckpointCallback(ICheckpointCallback):
         self.best = float("inf") if minimize else -float("inf")
         self.best_epoch = 0
         self.history: list[dict[str, Any]] = []
+        #: The last epoch whose state this process saved (or resumed from); None before.
+        self.saved_epoch: int | None = None
+        self._writer: threading.Thread | None = None
+        self._write_error: BaseException | None = None
 
     @property
     def last_path(self) -> Path:
@@ -219,6 +225,7 @@ class ResumableCheckpointCallback(ICheckpointCallback):
                 f"training ({type(exc).__name__}: {str(exc)[:200]}); it was moved aside as "
                 f"{aside.name}. Run the training again: it starts from the beginning.") from None
         done = int(state["epoch"])
+        self.saved_epoch = done
         runner.epoch_step = min(done, runner.num_epochs)
         if runner.engine.is_main_process:  # the history of exactly the finished epochs
             self._write_history()
@@ -239,6 +246,7 @@ class ResumableCheckpointCallback(ICheckpointCallback):
     def on_epoch_end(self, runner: "dl.IRunner") -> None:
         if not runner.engine.is_main_process:
             return
+        self.wait_saved()  # the previous epoch's state is on disk before this one is written
         epoch = runner.epoch_step
         for loader, metrics in runner.epoch_metrics.items():
             name = {"_epoch_": "epoch"}.get(loader, loader)
@@ -256,7 +264,9 @@ class ResumableCheckpointCallback(ICheckpointCallback):
                                              "device": str(runner.engine.device)},
                                    metrics={"valid": valid})
             save_checkpoint(unwrap(runner.model), self.folder / CHECKPOINT_STEM, meta)
-        state = {
+        # a copy of everything now (the next steps change the live tensors in place); the file
+        # is written by a thread while the next epoch trains, so a checkpoint costs the copy
+        state = _snapshot({
             "model": unwrap(runner.model).state_dict(),
             "optimizer": runner.optimizer.state_dict(),
             "scheduler": runner.scheduler.state_dict() if runner.scheduler is not None else {},
@@ -265,12 +275,52 @@ class ResumableCheckpointCallback(ICheckpointCallback):
             "fingerprint": json.dumps(self._fingerprint()),
             # the random states at the end of this epoch are those at the start of the next
             "rng": rng_state(runner.loaders),
-        }
-        # history first, then last.pt, the commit point: a kill in between reruns this epoch
-        self._write_history()
-        tmp = self.last_path.with_suffix(".pt.tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.last_path)
+        })
+        self.saved_epoch = epoch
+        self._writer = threading.Thread(target=self._write_state, args=(state,),
+                                        name=f"save {self.last_path}", daemon=False)
+        self._writer.start()
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        try:
+            # history first, then last.pt, the commit point: a kill in between reruns this epoch
+            self._write_history()
+            tmp = self.last_path.with_suffix(".pt.tmp")
+            torch.save(state, tmp)
+            tmp.replace(self.last_path)
+        except BaseException as exc:  # re-raised in the training's thread by wait_saved()
+            self._write_error = exc
+
+    def wait_saved(self) -> None:
+        """Block until the last epoch's state is written; raise if writing it failed."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        if self._write_error is not None:
+            exc, self._write_error = self._write_error, None
+            raise RuntimeError(f"{self.task}: the training state could not be written to "
+                               f"{self.last_path} ({type(exc).__name__}: {exc}); check the free "
+                               "disk space and the folder's permissions, then rerun to resume "
+                               "from the last epoch saved.") from exc
+
+    def on_experiment_end(self, runner: "dl.IRunner") -> None:
+        self.wait_saved()
+
+    def on_exception(self, runner: "dl.IRunner") -> None:
+        if self._writer is not None:  # finish the last epoch's state; the exception goes on
+            self._writer.join()
+            self._writer = None
+
+
+def _snapshot(obj: Any) -> Any:
+    """A copy of ``obj`` whose tensors are cloned (dicts, lists and tuples copied through)."""
+    if torch.is_tensor(obj):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_snapshot(v) for v in obj)
+    return obj
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -145,16 +145,19 @@ class SklearnMetricsCallback(Callback):
         self._logits, self._targets = [], []
 
     def on_batch_end(self, runner: "dl.IRunner") -> None:
-        self._logits.append(runner.batch["logits"].detach().float().cpu().numpy())
-        self._targets.append(runner.batch["targets"].detach().cpu().numpy())
+        # kept where they are (on the GPU: no copy, no synchronisation per batch); one copy
+        # to the CPU and the scikit-learn scores once per loader, at its end
+        self._logits.append(runner.batch["logits"].detach())
+        self._targets.append(runner.batch["targets"].detach())
 
     def on_loader_end(self, runner: "dl.IRunner") -> None:
-        logits, targets = np.concatenate(self._logits), np.concatenate(self._targets)
+        logits, targets = torch.cat(self._logits), torch.cat(self._targets)
+        self._logits, self._targets = [], []
         if runner.engine.is_ddp:  # every process saw a shard: score the whole split
-            logits = runner.engine.gather(torch.as_tensor(logits, device=runner.engine.device)).cpu().numpy()
-            targets = runner.engine.gather(
-                torch.as_tensor(targets, device=runner.engine.device)).cpu().numpy()
-        runner.loader_metrics.update(sklearn_scores(self.task, logits, targets))
+            logits = runner.engine.gather(logits.to(runner.engine.device))
+            targets = runner.engine.gather(targets.to(runner.engine.device))
+        runner.loader_metrics.update(sklearn_scores(
+            self.task, logits.float().cpu().numpy(), targets.cpu().numpy()))
 
 
 def make_optimizer(cfg: Mapping[str, Any], params) -> torch.optim.Optimizer:
@@ -363,11 +366,13 @@ def train(task: str, manifest_csv: str | Path, paths: ProjectPaths, cfg: dict,
         valid_loader="valid", valid_metric=monitor, minimize_valid_metric=minimize,
         verbose=verbose,
     )
-    # read back what the (main) training process saved: with DISTRIBUTED the work happened in
-    # child processes, so this process's callback saw nothing
-    state = torch.load(ckpt.last_path, map_location="cpu", weights_only=True)
+    seconds = time.time() - started
+    if ckpt.saved_epoch is not None:  # this process trained: its callback knows the outcome
+        best, best_epoch, epochs = ckpt.best, ckpt.best_epoch, ckpt.saved_epoch
+    else:  # DISTRIBUTED: the child processes trained; read back what the main one saved
+        state = torch.load(ckpt.last_path, map_location="cpu", weights_only=True)
+        best, best_epoch, epochs = state["best"], state["best_epoch"], state["epoch"]
     history = pd.read_csv(folder / "history.csv")
     return TrainResult(task=task, best_checkpoint=paths.best_checkpoint(task), history=history,
-                       best_score=float(state["best"]), best_epoch=int(state["best_epoch"]),
-                       monitor=monitor, epochs_run=int(state["epoch"]),
-                       resumed_from=resumed_from, seconds=time.time() - started)
+                       best_score=float(best), best_epoch=int(best_epoch), monitor=monitor,
+                       epochs_run=int(epochs), resumed_from=resumed_from, seconds=seconds)

@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup clean-run app browser-test lab
+.PHONY: demo test setup clean-run app browser-test lab gpu-check
 
 setup: $(STAMP)
 
@@ -47,3 +47,7 @@ browser-test: $(STAMP)
 
 clean-run:
 	rm -rf runs/demo
+
+# the GPU check (about 5 minutes on one CUDA GPU; one sentence and exit 0 without a GPU)
+gpu-check: $(STAMP)
+	$(BIN)/python -m xray_utils bench --gpu

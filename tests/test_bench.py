@@ -19,7 +19,8 @@ from tools.bench import harness as bench
 from xray_utils.cli.run import list_notebooks
 from xray_utils.config import paper
 
-TOP_KEYS = {"machine", "data", "training", "inference", "gpu", "notebooks", "quick"}
+TOP_KEYS = {"machine", "data", "training", "training_path", "inference", "gpu", "notebooks",
+            "quick"}
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,18 @@ def test_each_section_has_its_figures(tiny_run):
     assert inf["film"]["stage"] == "chest" and inf["film"]["models_run"] == 3
     assert inf["batch_1"]["p50"]["goal"] == f"ratio <= {bench.GOAL_DIAGNOSE_RATIO:g}"
     assert {"vs_forward", "vs_backward_loop", "vs_backward_batched"} <= set(inf["gradcam"])
+
+
+def test_training_path_trains_the_same_model_as_the_bare_loop(tiny_run):
+    """train_task and the bare loop: same seed, same batches -> the same weights, both timed."""
+    cfg = bench.PRESETS["tiny"]
+    for size in cfg.path_sizes:
+        row = tiny_run["results"]["training_path"][f"{size}px"]
+        assert row["train_images"] == cfg.path_steps * cfg.path_batch
+        assert row["max_abs_weight_difference"] == 0.0
+        fig = row["project_vs_bare"]
+        assert fig["goal"] == f"ratio >= {bench.GOAL_TRAINING_PATH:g}"
+        assert len(fig["project_s"]) == len(fig["bare_s"]) == cfg.path_repeats
 
 
 def test_missing_checkpoints_and_demo_run_are_said(tiny_run):
@@ -208,3 +221,12 @@ def test_command_line(tmp_path):
     assert args.func is bench.run and args.tiny
     # an explicit checkpoints folder that does not exist is a usage error, found before measuring
     assert bench.main(["--tiny", "--checkpoints", str(tmp_path / "none")]) == 2
+
+
+def test_gpu_check_without_a_gpu_says_so_in_one_sentence_and_exits_0(monkeypatch, capsys,
+                                                                     tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert bench.main(["--gpu", "--json", str(tmp_path / "gpu.json")]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out == bench.NO_GPU_SENTENCE and out.count(". ") == 0
+    assert not (tmp_path / "gpu.json").exists()

@@ -75,6 +75,8 @@ DESCRIPTION = ("Measure the fast paths of the project (preprocessing cache, trai
 GOAL_CACHE_SPEEDUP = 20.0
 GOAL_LOADER_OVERHEAD = 0.10
 GOAL_DIAGNOSE_RATIO = 1.5
+#: The project's training path against a bare PyTorch loop (issue 23).
+GOAL_TRAINING_PATH = 0.90
 
 #: The task whose model the training benchmark trains (the step costs the same for all three).
 TRAIN_TASK = "xray_or_not"
@@ -122,6 +124,11 @@ class BenchConfig:
     gpu_batch: int
     gpu_steps: int
     gpu_warmup: int
+    #: The training path vs a bare loop: image sizes, batch, steps per run, runs per path.
+    path_sizes: tuple[int, ...] = (40, 64)
+    path_batch: int = 32
+    path_steps: int = 16
+    path_repeats: int = 2
 
 
 PRESETS: dict[str, BenchConfig] = {
@@ -130,7 +137,8 @@ PRESETS: dict[str, BenchConfig] = {
         sizes=(64, paper.IMAGE_SIZE), train_batch={64: 32, paper.IMAGE_SIZE: 32},
         train_steps=6, thread_repeats=8, thread_size=64, thread_batch=16,
         thread_budget_s=120.0, infer_repeats=20, batch_files=16, batch_repeats=5,
-        cam_repeats=5, untrained_size=64, gpu_batch=64, gpu_steps=20, gpu_warmup=3),
+        cam_repeats=5, untrained_size=64, gpu_batch=64, gpu_steps=20, gpu_warmup=3,
+        path_steps=30, path_repeats=4),
     "quick": BenchConfig(
         name="quick", jpeg_files=36, png_files=10, dicom=True, cache_seconds=0.5,
         sizes=(64, paper.IMAGE_SIZE), train_batch={64: 16, paper.IMAGE_SIZE: 4},
@@ -143,7 +151,7 @@ PRESETS: dict[str, BenchConfig] = {
         sizes=(32, 48), train_batch={32: 2, 48: 2}, train_steps=1, thread_repeats=1,
         thread_size=32, thread_batch=1, thread_budget_s=5.0, infer_repeats=2, batch_files=3,
         batch_repeats=1, cam_repeats=1, untrained_size=32, gpu_batch=2, gpu_steps=1,
-        gpu_warmup=1),
+        gpu_warmup=1, path_sizes=(32,), path_batch=2, path_steps=2, path_repeats=2),
 }
 
 
@@ -492,14 +500,13 @@ def bench_data(cfg: BenchConfig, sources: Sequence[Source], manifest: Path, cach
     fmts = [f for f in fmts if count[f]]
     out: dict[str, Any] = {"files": {f: count[f] for f in fmts}, "unreadable": unreadable,
                            "mean_megapixels": {f: round(pixels[f] / count[f], 3) for f in fmts}}
-    bs_default = max(cfg.train_batch.values())
     for size in cfg.sizes:
         rates = {f: count[f] / (read_s[f] + resize_s[f][size]) for f in fmts}
         n_all = sum(count[f] for f in fmts)
         mix = n_all / sum(read_s[f] + resize_s[f][size] for f in fmts)
         fastest = max(rates, key=rates.get)
         base, base_label = rates[fastest], f"decode {fastest.upper()} (fastest source format)"
-        batch = cfg.train_batch.get(size, bs_default)
+        batch = cfg.train_batch.get(size, max(cfg.train_batch.values()))
         built = _build_rates(build_cache, manifest, size, cache_dir, progress)
         loaders = make_loaders(manifest, TRAIN_TASK, size, batch, cache_dir, splits=("train",))
         train_loader = loaders["train"]
@@ -663,6 +670,124 @@ def bench_training(cfg: BenchConfig, manifest: Path, cache_dir: Path, device: to
                 _pct(t_bare, 50), "s", "bare training step", ("<=", GOAL_LOADER_OVERHEAD)),
         }
         del model, step, batches, loader
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the project's training path vs a bare PyTorch loop
+# --------------------------------------------------------------------------------------------
+def write_training_manifest(sources: Sequence[Source], path: Path, train_rows: int,
+                            val_rows: int) -> Path:
+    """A Module I manifest of ``train_rows`` training and ``val_rows`` validation rows, the
+    sources repeated in turn (so a fixed number of full batches exists whatever the sources)."""
+    classes = paper.XRAY_OR_NOT_CLASSES
+    rows = []
+    for i in range(train_rows + val_rows):
+        s = sources[i % len(sources)]
+        rows.append({"path": s.path, "label": classes[i % 2], "patient_id": f"bench{i}",
+                     "split": "train" if i < train_rows else "val", "source": s.fmt,
+                     "boxes": "", "width": 0, "height": 0})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _bare_epoch(cfg: dict[str, Any], loaders: Any) -> tuple[float, torch.nn.Module]:
+    """One epoch as a bare PyTorch loop, the same pieces as ``train_task`` (model, loss,
+    optimiser, scheduler, channels_last, then one pass over the validation loader); seconds."""
+    from xray_utils.config.seeding import seed_everything
+    from xray_utils.models import build_model
+    from xray_utils.train.training import make_criterion, make_optimizer, make_scheduler
+
+    task = cfg["TASK"]
+    seed_everything(int(cfg["SEED"]))
+    model = build_model(task, pretrained=False).to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, model.parameters())
+    scheduler = make_scheduler(cfg, optimizer, steps_per_epoch=len(loaders["train"]))
+    criterion = make_criterion(cfg, task)
+    seed = int(cfg["SEED"])
+    t0 = time.perf_counter()
+    # Catalyst seeds every loader of epoch e with SEED + e (the augmentation draws follow it)
+    seed_everything(seed + 1)
+    model.train()
+    for b in loaders["train"]:
+        x = b["features"].contiguous(memory_format=torch.channels_last)
+        loss = criterion(model(x), b["targets"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    seed_everything(seed + 1)
+    model.eval()
+    with torch.no_grad():
+        for b in loaders["valid"]:
+            criterion(model(b["features"].contiguous(memory_format=torch.channels_last)),
+                      b["targets"])
+    return time.perf_counter() - t0, model
+
+
+def bench_training_path(cfg: BenchConfig, sources: Sequence[Source], workdir: Path,
+                        progress: bool = True) -> dict[str, Any]:
+    """``train_task`` (Catalyst's runner and the project's callbacks) vs a bare loop.
+
+    Both train the same DenseNet-121 (same seed, same initial weights) on the same cached
+    batches for ``cfg.path_steps`` steps at each of ``cfg.path_sizes`` (the demo's 40 and 64 px)
+    and then pass once over the same validation batches; the project's path also writes its
+    checkpoints and history, as a training does after every epoch.  The two alternate (ABBA),
+    the figure is images/s of the median run, and the two final models are compared weight by
+    weight (same seed, same data: the same training).
+    """
+    from xray_utils.config.paths import project_paths
+    from xray_utils.config.profiles import settings
+    from xray_utils.data.loaders import make_loaders
+    from xray_utils.models import load_checkpoint
+    from xray_utils.train.training import train_task
+
+    out: dict[str, Any] = {"task": TRAIN_TASK, "steps": cfg.path_steps,
+                           "threads": torch.get_num_threads()}
+    for size in cfg.path_sizes:
+        batch = cfg.path_batch
+        manifest = write_training_manifest(sources, workdir / f"path_{size}" / "manifest.csv",
+                                           cfg.path_steps * batch, batch)
+        run_cfg = settings("demo", TRAIN_TASK, EPOCHS=1, IMAGE_SIZE=size, BATCH_SIZE=batch,
+                           MAX_TRAIN=None, DEVICE="cpu", SEED=0)
+        paths = project_paths("demo", data_dir=workdir / f"path_{size}" / "data",
+                              run_dir=workdir / f"path_{size}" / "run")
+        loaders = make_loaders(manifest, TRAIN_TASK, size, batch, paths.cache_dir, seed=0,
+                               augment=str(run_cfg["AUGMENT"]))  # builds the cache once
+        images = len(loaders["train"]) * batch
+        t_project: list[float] = []
+        t_bare: list[float] = []
+        weights: dict[str, Any] = {}
+        order = ["project", "bare", "bare", "project"] * max(1, cfg.path_repeats // 2)
+        for k, which in enumerate(tqdm(order, desc=f"training path {size}px", leave=False,
+                                       disable=not progress)):
+            if which == "project":
+                run = paths.checkpoint_dir(TRAIN_TASK)
+                if run.exists():
+                    import shutil
+
+                    shutil.rmtree(run)
+                result = train_task(paths, run_cfg, manifest, verbose=False)
+                t_project.append(result.seconds)
+                weights["project"] = load_checkpoint(result.best_checkpoint)[0].state_dict()
+            else:
+                loaders = make_loaders(manifest, TRAIN_TASK, size, batch, paths.cache_dir,
+                                       seed=0, augment=str(run_cfg["AUGMENT"]))
+                seconds, model = _bare_epoch(run_cfg, loaders)
+                t_bare.append(seconds)
+                weights["bare"] = model.state_dict()
+        diff = max(float((weights["project"][k].float() - v.float()).abs().max())
+                   for k, v in weights["bare"].items() if v.is_floating_point())
+        out[f"{size}px"] = {
+            "batch_size": batch, "train_images": images,
+            "max_abs_weight_difference": diff,
+            "project_vs_bare": figure(
+                f"{size}px training: train_task (Catalyst + callbacks) vs bare loop",
+                images / _pct(t_project, 50), images / _pct(t_bare, 50), "images/s",
+                "bare `for x, y in loader` loop", (">=", GOAL_TRAINING_PATH),
+                project_s=t_project, bare_s=t_bare),
+        }
     return out
 
 
@@ -933,6 +1058,128 @@ def bench_gpu(cfg: BenchConfig, compile: bool, progress: bool = True) -> dict[st
 
 
 # --------------------------------------------------------------------------------------------
+# the GPU check: bench --gpu, make gpu-check
+# --------------------------------------------------------------------------------------------
+NO_GPU_SENTENCE = ("No CUDA GPU is visible to PyTorch on this machine (torch.cuda.is_available() "
+                   "is False), so the GPU check has nothing to measure; run `make gpu-check` "
+                   "on a machine with an NVIDIA GPU.")
+
+
+def measure_bandwidth(device: torch.device, gib: float = 1.0, repeats: int = 10) -> float:
+    """Device memory bandwidth in bytes/s, measured: copies of a ``gib`` GiB buffer (each copy
+    reads and writes it once), the fastest of ``repeats``."""
+    n = int(gib * 2 ** 30) // 4
+    a = torch.empty(n, dtype=torch.float32, device=device)
+    b = torch.empty_like(a)
+    b.copy_(a)
+    times = [_timed(lambda: b.copy_(a), torch.cuda.synchronize) for _ in range(repeats)]
+    a = b = None  # noqa: F841  (free the buffers)
+    torch.cuda.empty_cache()
+    best = min(times)
+    return 2 * n * 4 / best
+
+
+def bandwidth_bound(result: dict[str, Any], bandwidth: float) -> dict[str, Any]:
+    """The memory-bandwidth limit of a training variant and its ratio to it (an estimate).
+
+    The activations of one image (``peak memory / batch`` less the weights, gradients and Adam's
+    two moments) are written in the forward pass, read again and their gradients written in the
+    backward pass: at least three passes over them, so ``bandwidth / (3 x activation bytes)``
+    bounds the images/s; ``ratio`` is the measured images/s over that bound.
+    """
+    from xray_utils.models import build_model
+
+    params = sum(p.numel() for p in build_model(TRAIN_TASK).parameters()) * 4
+    peak = result["peak_memory_gib"] * 2 ** 30
+    per_image = max(peak - 4 * params, 1.0) / result["batch_size"]
+    bound = bandwidth / (3 * per_image)
+    return {"activation_mib_per_image": per_image / 2 ** 20, "bound_images_per_s": bound,
+            "ratio_to_bound": result["images_per_s"] / bound}
+
+
+def nih_chest_manifest(out: Path) -> tuple[Path, int]:
+    """A Module III manifest of the shipped NIH films (``data/open-films``, the authors' split)."""
+    from xray_utils.sources.open_films import load_open_films
+
+    images = load_open_films(verify=False)
+    chest = images[(images["xray_type"] == "chest") & images["source"].str.contains("nih")]
+    if chest.empty:
+        raise FileNotFoundError("no NIH chest films in data/open-films (restore them with "
+                                "`git checkout -- data/open-films`)")
+    rows = chest.rename(columns={"findings": "label"})[
+        ["path", "label", "patient_id", "split", "source", "boxes", "width", "height"]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(out, index=False)
+    return out, int((rows["split"] == "train").sum())
+
+
+def gpu_module_iii_epoch(device: torch.device, workdir: Path, batch: int = 64) -> dict[str, Any]:
+    """One epoch of Module III at 224 px on the shipped NIH films through ``train_task``: AMP,
+    channels_last, pinned-memory loaders with worker processes (as the full profile trains)."""
+    from xray_utils.config.paths import project_paths
+    from xray_utils.config.profiles import settings
+    from xray_utils.train.training import train_task
+
+    manifest, n_train = nih_chest_manifest(workdir / "nih_chest.csv")
+    cfg = settings("full", "chest", EPOCHS=1, IMAGE_SIZE=paper.IMAGE_SIZE, BATCH_SIZE=batch,
+                   AMP=True, DEVICE=str(device), NUM_WORKERS=min(8, cpu_count()), SEED=0,
+                   PRETRAINED=False)
+    paths = project_paths("full", data_dir=workdir / "data", run_dir=workdir / "run")
+    t0 = time.perf_counter()
+    result = train_task(paths, cfg, manifest, verbose=False)
+    total = time.perf_counter() - t0
+    valid = result.history[result.history["loader"] == "valid"]
+    auc = valid[valid["metric"] == "auc_mean"]["value"]
+    return {"train_films": n_train, "batch_size": batch, "epoch_s": result.seconds,
+            "with_cache_build_s": total, "images_per_s": n_train / result.seconds,
+            "valid_auc_mean": float(auc.iloc[-1]) if len(auc) else None,
+            "num_workers": int(cfg["NUM_WORKERS"]), "amp": True, "pin_memory": True}
+
+
+def run_gpu_check(compile: bool = True, progress: bool = True,
+                  echo: Callable[..., None] = print) -> dict[str, Any] | None:
+    """``bench --gpu``: on the first CUDA GPU, in about 5 minutes, DenseNet-121 training images/s
+    at 224 px (fp32, bf16 autocast, channels_last + bf16, ``torch.compile`` with its compile
+    time), each against the memory-bandwidth bound (:func:`bandwidth_bound`), and one epoch of
+    Module III at 224 px on the shipped NIH films.  ``None`` (after one sentence) without a GPU.
+    """
+    if not torch.cuda.is_available():
+        echo(NO_GPU_SENTENCE)
+        return None
+    device = torch.device("cuda")
+    started = time.perf_counter()
+    out: dict[str, Any] = {"machine": machine_info(), "card": torch.cuda.get_device_name(device)}
+    bw = measure_bandwidth(device)
+    out["bandwidth_gb_per_s"] = bw / 1e9
+    echo(f"{out['card']}: measured copy bandwidth {bw / 1e9:.0f} GB/s", flush=True)
+    train = gpu_training(device, paper.IMAGE_SIZE, 64, 20, 3, compile=compile, progress=progress)
+    for name, entry in train.items():
+        if isinstance(entry, dict) and "images_per_s" in entry and "peak_memory_gib" in entry:
+            entry.update(bandwidth_bound({**entry, "batch_size": 64}, bw))
+            echo(f"  {name}: {entry['images_per_s']:.0f} img/s at {paper.IMAGE_SIZE} px, "
+                 f"{100 * entry['ratio_to_bound']:.0f} % of the bandwidth bound "
+                 f"({entry['bound_images_per_s']:.0f} img/s)"
+                 + (f", compile {entry['compile_s']:.0f} s" if "compile_s" in entry else ""),
+                 flush=True)
+        elif isinstance(entry, dict) and ("error" in entry or "skipped" in entry):
+            echo(f"  {name}: {entry.get('error') or entry.get('skipped')}", flush=True)
+    out["training_224"] = train
+    with tempfile.TemporaryDirectory(prefix="xray-gpu-check-") as tmp:
+        try:
+            out["module_iii_epoch"] = gpu_module_iii_epoch(device, Path(tmp))
+            e = out["module_iii_epoch"]
+            echo(f"  Module III, one epoch at {paper.IMAGE_SIZE} px on {e['train_films']} NIH "
+                 f"films: {e['epoch_s']:.0f} s ({e['images_per_s']:.0f} img/s; "
+                 f"{e['with_cache_build_s']:.0f} s with the cache build)", flush=True)
+        except Exception as exc:  # report, keep the figures measured so far
+            out["module_iii_epoch"] = {"error": f"{type(exc).__name__}: {exc}"}
+            echo(f"  Module III epoch failed: {out['module_iii_epoch']['error']}", flush=True)
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    echo(f"GPU check took {out['seconds']:.0f} s", flush=True)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # notebooks of the last demo run
 # --------------------------------------------------------------------------------------------
 def bench_notebooks(run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -1044,6 +1291,7 @@ def run_bench(cfg: BenchConfig, checkpoints: str | os.PathLike | None = None,
             section("data", lambda: {"sources": origin,
                                      **bench_data(cfg, sources, manifest, cache_dir, progress)})
             section("training", lambda: bench_training(cfg, manifest, cache_dir, device, progress))
+            section("training_path", lambda: bench_training_path(cfg, sources, work, progress))
             section("inference", lambda: bench_inference(
                 cfg, Path(checkpoints) if checkpoints else None, sources, work, device))
             section("gpu", lambda: bench_gpu(cfg, compile, progress))
@@ -1149,6 +1397,10 @@ def configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--checkpoints", metavar="DIR", default=None,
                    help="checkpoints folder for the inference figures (default: the demo run's; "
                         "untrained ones are built when it is absent)")
+    p.add_argument("--gpu", action="store_true",
+                   help="the GPU check only (make gpu-check): 224 px training speeds against "
+                        "the memory-bandwidth bound and one Module III epoch; without a GPU it "
+                        "says so and exits 0")
     p.add_argument("--no-compile", action="store_true",
                    help="leave out the torch.compile variant of the GPU benchmark")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -1167,6 +1419,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the bench, print the table, write the JSON; 1 when a section failed, else 0."""
+    if args.gpu:
+        results = run_gpu_check(compile=not args.no_compile, progress=not args.no_progress)
+        if results is None:
+            return 0
+        text = json.dumps(to_jsonable(results), indent=2)
+        out = Path(args.json) if args.json and args.json != "-" else default_json_path("gpu")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        print(f"results JSON: {out}")
+        return 0
     preset = "tiny" if args.tiny else "quick" if args.quick else "full"
     if args.checkpoints and not Path(args.checkpoints).expanduser().is_dir():
         print(f"{PROG}: error: checkpoints folder not found: {args.checkpoints}. Pass "

@@ -170,6 +170,40 @@ def test_augment_setting_changes_the_training_images():
         augment(img, "mixup")
 
 
+def test_batch_augmentation_equals_the_per_image_crop_and_resize():
+    """augment_batch: per image the draws and the pixels of a flip, a crop copy and cv2.resize."""
+    import cv2
+    import numpy as np
+
+    from xray_utils.data.loaders import augment_batch
+
+    def reference(img, mode):
+        if torch.rand(()) < 0.5:
+            img = img[:, ::-1]
+        if mode == "hv_flip":
+            return np.ascontiguousarray(img[::-1] if torch.rand(()) < 0.5 else img)
+        h, w = img.shape
+        scale = 0.85 + 0.15 * torch.rand(()).item()
+        ch, cw = max(8, int(h * scale)), max(8, int(w * scale))
+        top = int(torch.randint(0, h - ch + 1, ()).item())
+        left = int(torch.randint(0, w - cw + 1, ()).item())
+        crop = np.ascontiguousarray(img[top:top + ch, left:left + cw])
+        return cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    rng = np.random.default_rng(0)
+    for size in (40, 64, 101):
+        imgs = rng.integers(0, 256, (12, size, size), dtype=np.uint8)
+        for mode in ("flip_crop", "hv_flip"):
+            torch.manual_seed(size)
+            want = np.stack([reference(im, mode) for im in imgs])
+            after_ref = torch.rand(3)
+            torch.manual_seed(size)
+            got = augment_batch(imgs, mode)
+            np.testing.assert_array_equal(got, want)
+            assert torch.equal(torch.rand(3), after_ref)  # the same number of draws
+            assert not np.array_equal(got, imgs)
+
+
 @pytest.mark.slow
 def test_authors_code_recipe_trains_with_tiny_settings(tiny_task, tmp_path):
     """The authors' recipe end to end at toy size: pos_weight BCE, flips, its scheduler."""

@@ -23,11 +23,19 @@ from xray_utils.config.profiles import DOWNLOADED_PROFILES, settings
 from xray_utils.sources import public
 
 
+def plain_text(doc: str) -> str:
+    """A docstring as a terminal shows it: reST roles and double backticks dropped."""
+    import re
+
+    text = re.sub(r":(?:mod|func|class|data|meth):`~?([^`]+)`", r"\1", doc)
+    return text.replace("``", "")
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``download`` sub-command."""
     p = subparsers.add_parser(
         "download", help="download the openly licensed datasets of the public profile",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=plain_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=DOWNLOADED_PROFILES, help="which data set: public (ChestMNIST, "
                    "MedNIST, FracAtlas, Imagenette)")
     p.add_argument("--only", action="append", metavar="NAME",

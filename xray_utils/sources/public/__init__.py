@@ -221,8 +221,9 @@ def _missing_text(statuses: Sequence[FileStatus], registry: Mapping[str, PublicF
                      f"{DATASETS[spec.dataset].licence.split(';')[0]}): {what}\n"
                      f"      from {s.url}\n      to   {s.path}")
     lines.append(f"Download them with `python -m xray_utils download public` where there is "
-                 f"internet access and copy them into {folder} (same file names), or use the "
-                 "stand-in: build_public_image_manifest(stand_in=<a labelled folder of real images>).")
+                 f"internet access and copy them into {folder} (same file names), or run the "
+                 "public profile on a labelled folder of real films instead: python -m xray_utils "
+                 "run --profile public -p PUBLIC_STAND_IN DIR.")
     return "\n".join(lines)
 
 def require_public(cache_dir: str | os.PathLike | None = None, offline: bool | None = None, *,

@@ -22,7 +22,9 @@ The benchmark harness behind ``python -m xray_utils bench`` is not part of the p
 The front door: every name the chapters use can be imported from here, e.g.
 ``from xray_utils import paper, project_paths, settings, train_task``, and so can the modules a
 chapter reads as a whole (``from xray_utils import gradcam as gc``); each chapter imports this
-way only.  They are loaded on first use, so importing the package itself is cheap.
+way only.  They are loaded on first use, so importing the package itself is cheap.  ``diagnose()``
+is not one of them: ``xray_utils.diagnose`` is the subpackage (once it is imported, the name would
+stand for it), so the function is ``Diagnoser(...)`` or ``xray_utils.diagnose.diagnoser.diagnose``.
 """
 from __future__ import annotations
 
@@ -65,7 +67,6 @@ _EXPORTS: dict[str, str] = {
     "figure_path": "xray_utils.evaluate.plots",
     "format_ci": "xray_utils.evaluate.plots",
     "Diagnoser": "xray_utils.diagnose.diagnoser",
-    "diagnose": "xray_utils.diagnose.diagnoser",
     "measure_latency": "xray_utils.diagnose.diagnoser",
     "DICOM_FILMS": "xray_utils.diagnose.widget",
     "DiagnoseDemo": "xray_utils.diagnose.widget",

@@ -3,13 +3,16 @@
 #   make test   set up (once) and run the test suite (unit tests + every notebook, demo profile)
 # and: make app (the diagnosis app on 127.0.0.1:8866), make lab (JupyterLab on copies of the
 # chapters in runs/lab/), make browser-test (Chromium against
-# JupyterLab and the app; needs /usr/bin/chromium: apt-get install -y chromium)
+# JupyterLab, the app and the static page; needs /usr/bin/chromium: apt-get install -y chromium),
+# make web (the static page with the three models in site/, after make demo; needs node and npm)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# onnxruntime-web for the static page, exactly as web/package-lock.json pins it
+WEB_DEPS := web/node_modules/.package-lock.json
 
-.PHONY: demo test setup clean-run app browser-test lab gpu-check
+.PHONY: demo test setup clean-run app browser-test lab gpu-check web web-deps
 
 setup: $(STAMP)
 
@@ -42,8 +45,18 @@ lab: $(STAMP)
 	@for nb in notebooks/*.ipynb; do test -e runs/lab/$$(basename $$nb) || cp $$nb runs/lab/; done
 	$(BIN)/jupyter lab runs/lab $(if $(filter 0,$(shell id -u)),--allow-root)
 
-browser-test: $(STAMP)
+browser-test: $(STAMP) $(WEB_DEPS)
 	$(BIN)/python -m pytest -m browser tests/browser
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || (echo "npm is needed for the static page: apt-get install -y npm"; exit 1)
+	cd web && npm ci --no-audit --no-fund
+	@touch $(WEB_DEPS)
+
+web-deps: $(WEB_DEPS)
+
+web: $(STAMP) $(WEB_DEPS)
+	$(BIN)/python -m xray_utils export-web --checkpoints runs/demo/checkpoints --out site
 
 clean-run:
 	rm -rf runs/demo

@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "app": ("xray_utils.cli.app", "serve the diagnosis demo as a page on 127.0.0.1 (Voila)"),
     "upgrade-checkpoints": ("xray_utils.cli.upgrade_checkpoints",
                             "add the best.json + weights digest to older checkpoints"),
+    "export-web": ("xray_utils.cli.export_web",
+                   "export the three models to ONNX with a static page that runs them"),
 }
 
 

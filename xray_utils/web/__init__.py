@@ -1,0 +1,1 @@
+"""The static diagnosis page: the three models exported to ONNX, run in the visitor's browser."""

@@ -1,7 +1,9 @@
 // The diagnosis page: loads the three ONNX models, reads each chosen image on the device and runs
 // the chain of xray_utils.diagnose (X-ray or not -> type -> chest findings + Grad-CAM).
 import * as ort from "./ort/ort.wasm.min.mjs";
-import { argmax, gradcam, jet, resizeGray, rgbaToGray, stage, topFindings } from "./xray.mjs";
+import {
+  argmax, blankReason, gradcam, jet, resizeGray, rgbaToGray, stage, topFindings,
+} from "./xray.mjs";
 
 ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
 // one thread: several need cross-origin isolation, which a plain static host does not give
@@ -153,7 +155,10 @@ async function readGray(file) {
   ctx.drawImage(bitmap, 0, 0);
   bitmap.close();
   const rgba = ctx.getImageData(0, 0, width, height).data;
-  return { gray: rgbaToGray(rgba, width, height), width, height };
+  const gray = rgbaToGray(rgba, width, height);
+  const blank = blankReason(gray, width, height, page.config.blank_std);
+  if (blank) throw new PageError(`${name}: ${blank}`);
+  return { gray, width, height };
 }
 
 // ------------------------------------------------------------------ the chain
@@ -246,12 +251,23 @@ function probTable(caption, entries) {
     element("tbody", {}, rows)])]);
 }
 
+// The verdict in the words of xray_utils.diagnose.verdict (the command line, widget and app).
+function verdictKind(r) {
+  if (!r.ok) return "unreadable";
+  if (r.stage === "not_xray") return "refused";
+  if (r.stage === "type_only") return "other_xray";
+  const t = page.config.finding_threshold;
+  return Object.values(r.findings).some((p) => p >= t) ? "diagnosis" : "no_finding";
+}
+
 function show(file, image, r) {
   const cfg = page.config;
-  const card = element("li", { className: `card ${r.ok ? r.stage : "error"}` });
+  const kind = verdictKind(r);
+  const heading = cfg.headings[kind];
+  const card = element("li", { className: `card ${kind}` });
   card.append(element("h3", { textContent: file.name }));
   if (!r.ok) {
-    card.append(element("p", { className: "refusal", role: "alert", textContent: `Cannot be read: ${r.error}` }));
+    card.append(element("p", { className: "refusal", role: "alert", textContent: `${heading}: ${r.error}` }));
     $("results").prepend(card);
     return;
   }
@@ -259,25 +275,25 @@ function show(file, image, r) {
     element("figcaption", { textContent: `${image.width} x ${image.height} px, read on this device` })]);
   card.append(figure);
   if (r.stage === "not_xray") {
-    card.append(element("p", { className: "refusal",
-      textContent: `Not an X-ray (P(X-ray) = ${pct(r.is_xray)}): refused, the chain stops here.` }));
+    card.append(element("p", { className: "refusal", textContent: `${heading}: not an X-ray `
+      + `(P(X-ray) = ${pct(r.is_xray)} < ${cfg.xray_threshold}); the type and findings models were not run.` }));
   } else {
     const pType = r.type_probs[r.xray_type];
-    card.append(element("p", { className: "verdict",
-      textContent: `X-ray (P = ${pct(r.is_xray)}), type ${r.xray_type} (P = ${pct(pType)}).` }));
+    const head = `X-ray (P = ${pct(r.is_xray)}), type ${r.xray_type} (P = ${pct(pType)})`;
+    const line = r.stage === "type_only" ? `${head}; only chest films go on to the findings model.`
+      : `${head}.`;
+    card.append(element("p", { className: "verdict", textContent: `${heading}: ${line}` }));
     card.append(probTable("All X-ray types", Object.entries(r.type_probs)));
   }
-  if (r.stage === "type_only") {
-    card.append(element("p", { textContent: "Not a chest film, so no findings are looked for." }));
-  }
   if (r.stage === "chest") {
+    const t = cfg.finding_threshold;
     const findings = Object.entries(r.findings);
-    const present = findings.filter(([, p]) => p >= cfg.finding_threshold).sort((a, b) => b[1] - a[1]);
+    const present = findings.filter(([, p]) => p >= t).sort((a, b) => b[1] - a[1]);
     const tops = topFindings(findings.map(([, p]) => p), findings.map(([f]) => f), cfg.top_k);
     const list = (xs) => xs.map(([f, p]) => `${f} ${pct(p)}`).join(", ");
     card.append(element("p", { className: "findings", textContent: present.length
-      ? `Findings at or above ${cfg.finding_threshold}: ${list(present)}.`
-      : `No finding above ${cfg.finding_threshold}; most probable: ${list(tops)} (none is a finding).` }));
+      ? `Findings with P >= ${t}: ${list(present)}.`
+      : `No finding reaches P = ${t}; most probable: ${list(tops)}.` }));
     card.append(probTable("All 14 findings", findings));
     const maps = element("div", { className: "heatmaps" });
     for (const [name, p] of tops) {

@@ -157,6 +157,29 @@ export function normalize(map) {
   return out;
 }
 
+// xray_utils.diagnose.rule.blank_reason: an image whose grey values hardly vary (standard
+// deviation of a sample of at most about 512 px a side under minStd) is refused before the models.
+export function blankReason(gray, width, height, minStd) {
+  const step = Math.max(1, Math.ceil(Math.max(width, height) / 512));
+  let n = 0;
+  let sum = 0;
+  let sum2 = 0;
+  for (let y = 0; y < height; y += step) {
+    for (let x = 0; x < width; x += step) {
+      const v = gray[y * width + x];
+      n++;
+      sum += v;
+      sum2 += v * v;
+    }
+  }
+  const mean = n ? sum / n : 0;
+  const spread = n ? Math.sqrt(Math.max(0, sum2 / n - mean * mean)) : 0;
+  if (spread >= minStd) return null;
+  return `blank or unreadable image: its grey values hardly vary (mean ${mean.toFixed(0)}, standard `
+    + `deviation ${spread.toFixed(2)} of 255, under ${minStd}); there is nothing to diagnose. `
+    + "Check that the file holds the film itself.";
+}
+
 // The chain's decision rule (xray_utils.diagnose.rule): "not_xray", "type_only" or "chest".
 export function stage(pXray, xrayType, config) {
   if (!(pXray >= config.xray_threshold)) return "not_xray";

@@ -12,8 +12,9 @@ uploaded.  What is exported, and who owns each fact:
   which the page computes Grad-CAM without gradients, exactly as
   :func:`xray_utils.explain.gradcam.cams_from_features` (the classifier's weights are written to
   ``models.json``);
-* the decision rule's thresholds (:mod:`xray_utils.diagnose.rule`), the class names and input
-  sizes (``best.json``), the image limits (:mod:`xray_utils.data.imageio`) go to ``models.json``;
+* the decision rule's thresholds and blank-image refusal (:mod:`xray_utils.diagnose.rule`), the
+  verdicts' headings (:mod:`xray_utils.diagnose.verdict`), the class names and input sizes
+  (``best.json``), the image limits (:mod:`xray_utils.data.imageio`) go to ``models.json``;
 * weights are stored in float16 (cast to float32 when the page loads them) only when the
   probabilities stay within :data:`FP16_TOLERANCE` of the float32 export on probe images; the
   check and its figures are written to ``models.json`` too.
@@ -36,7 +37,7 @@ from torch import nn
 from xray_utils.config import paper
 from xray_utils.config.paths import REPO_ROOT, best_checkpoint
 from xray_utils.data import imageio
-from xray_utils.diagnose import rule
+from xray_utils.diagnose import rule, verdict
 from xray_utils.diagnose.diagnoser import DEFAULT_TOP_K
 from xray_utils.explain.gradcam import features_and_logits
 from xray_utils.models import load_checkpoint, to_model_input
@@ -246,7 +247,9 @@ def site_config(models: dict[str, Any]) -> dict[str, Any]:
         "made_by": "python -m xray_utils export-web",
         "xray_class": "xray", "xray_threshold": rule.XRAY_THRESHOLD,
         "chest_type": rule.CHEST, "finding_threshold": rule.FINDING_THRESHOLD,
-        "top_k": DEFAULT_TOP_K,
+        "top_k": DEFAULT_TOP_K, "blank_std": rule.BLANK_STD,
+        # the headings of the command line's, the widget's and the app's verdicts
+        "headings": {kind: style[2] for kind, style in verdict.STYLES.items()},
         "limits": {"max_file_bytes": WEB_MAX_FILE_BYTES, "min_side": imageio.MIN_SIDE,
                    "max_aspect": imageio.MAX_ASPECT_RATIO, "max_pixels": imageio.MAX_PIXELS},
         "models": models["models"],

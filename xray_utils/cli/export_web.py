@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from xray_utils.config.paths import project_paths
     from xray_utils.models import CheckpointInvalid
     from xray_utils.web.export import WebExportError, export_site
@@ -42,4 +42,4 @@ def add_parser(subparsers) -> None:
                         "tolerance, which halves the download)")
     p.add_argument("--ort-dir", metavar="DIR", default=None,
                    help="onnxruntime-web's dist folder (default: web/node_modules/onnxruntime-web/dist)")
-    p.set_defaults(func=main)
+    p.set_defaults(func=run)

@@ -20,6 +20,10 @@ section        figure (value vs baseline)
 ``training``   images/s of the real loader (``data.make_loaders``) + a training step vs the
                same step on a batch already in memory, at the demo and the full size, and
                the time spent fetching a batch vs the step; goal: the loader costs <= 10 %
+``training_   ``train_task`` (Catalyst's runner, the project's callbacks, checkpoints) vs a
+path``         bare ``for x, y in loader`` loop: same model, seed and cached batches, a fixed
+               number of steps at 40 and 64 px, alternating; same final weights checked;
+               goal: >= 0.90 of the bare loop's images/s
 ``inference``  ``Diagnoser.diagnose()`` per-image latency (p50, p95) for a chest film vs the
                sum of the bare forward passes of the models it ran (batch 1 and 16 files);
                goal <= 1.5x.  Grad-CAM of all 14 findings (``gradcam.all_class_cams``) vs
@@ -29,6 +33,9 @@ section        figure (value vs baseline)
 ``notebooks``  wall time of each notebook of the last demo run, read from the executed
                notebooks (``runs/demo/notebooks``); the bench never reruns them
 =============  ==========================================================================
+
+``--gpu`` runs the GPU check alone (``make gpu-check``, :func:`run_gpu_check`); without a GPU it
+prints one sentence and exits 0.
 
 ``--quick`` measures few images and steps (about a minute on 2 CPU cores); ``--tiny`` is a
 smoke test of the bench itself whose numbers mean nothing.

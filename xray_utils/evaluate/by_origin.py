@@ -28,7 +28,7 @@ from xray_utils.evaluate.metrics import (
 from xray_utils.evaluate.predictions import load_predictions
 from xray_utils.sources.demo import SOURCE as GENERATED_SOURCE
 
-ORIGINS: tuple[str, ...] = ("generated", "real")
+ORIGINS: tuple[str, ...] = ("real", "generated")
 #: Metric files' section for these figures in ``metrics.json``.
 SECTION = "by_origin"
 
@@ -124,3 +124,93 @@ def plot_origin_gap(by_origin: Mapping[str, Any], out: str | Path | None = None)
     if out is not None:
         save_figure(fig, out, bbox_inches=None)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Module III within each public copy of the NIH films: a guard against source shortcuts
+#: A copy with fewer real test films than this is pooled into "other copies".
+MIN_COPY_FILMS = 60
+
+
+def nih_copy_of(paths: pd.Series, pack_dir: str | Path | None = None) -> pd.Series:
+    """The public repository each shipped NIH film was copied from (the pack manifest's
+    ``source_repo``), by image path; ``""`` for images that are not shipped NIH films."""
+    from xray_utils.config.paths import OPEN_FILMS_DIR
+    from xray_utils.sources.open_films import read_pack_manifest
+
+    folder = Path(pack_dir or OPEN_FILMS_DIR).expanduser().resolve()
+    pack = read_pack_manifest(folder)
+    nih = pack[pack["source"] == "nih_cxr14"]
+    repo = {str(folder / f): r for f, r in zip(nih["file"], nih["source_repo"])}
+    return pd.Series([repo.get(str(Path(p).resolve()), "") for p in paths], index=paths.index)
+
+
+def chest_by_copy(predictions_dir: str | Path, train_manifest: str | Path | None = None,
+                  n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = CI_LEVEL,
+                  min_films: int = MIN_COPY_FILMS, pack_dir: str | Path | None = None
+                  ) -> dict[str, Any]:
+    """Module III's mean AUC on the real NIH test films of each public copy (copies with fewer
+    than ``min_films`` test films pooled), beside the AUC over all of them.
+
+    With ``train_manifest`` (Module III's task manifest) also the **copy-only baseline**: every
+    test film scored by the share of its copy's *training* films that have the finding. That
+    predictor knows nothing but where a film came from; its AUC is what a pure source shortcut
+    could reach, and a model far above it within every copy reads the films, not their source.
+    """
+    from xray_utils.data.manifests import findings_to_vector, read_task_manifest
+
+    files = prediction_files(predictions_dir)
+    test = load_predictions(files["chest_test"])
+    val = load_predictions(files["chest_val"])
+    test = test[~is_generated(test["source"])].reset_index(drop=True)
+    val = val[~is_generated(val["source"])].reset_index(drop=True)
+    kw = {"n_resamples": n_resamples, "seed": seed, "level": level}
+    copy = nih_copy_of(test["path"], pack_dir)
+    test = test[copy != ""].reset_index(drop=True)
+    copy = copy[copy != ""].reset_index(drop=True)
+    counts = copy.value_counts()
+    small = set(counts[counts < min_films].index)
+    group = copy.where(~copy.isin(small), "other copies")
+    out: dict[str, Any] = {"min_films": min_films, "copies": {}}
+
+    def summary(part: pd.DataFrame) -> dict[str, Any]:
+        m = chest_metrics(part, val, **kw)
+        return {"n_test": m["n_test"], "mean_auc": m["mean_auc"], "mean_auc_ci": m["mean_auc_ci"],
+                "n_auc_defined": m["n_auc_defined"], "auc": m["auc"],
+                "n_positive": {f: m["per_class"][f]["n_positive_test"] for f in m["findings"]}}
+
+    out["all"] = summary(test)
+    for name in [*counts.index[counts >= min_films], *(["other copies"] if small else [])]:
+        out["copies"][name] = summary(test[(group == name).to_numpy()].reset_index(drop=True))
+    if train_manifest is not None:
+        from sklearn.metrics import roc_auc_score
+
+        from xray_utils.config import paper
+
+        train = read_task_manifest(train_manifest)
+        train = train[(train["split"] == "train") & ~is_generated(train["source"])]
+        train_copy = nih_copy_of(train["path"], pack_dir)
+        prevalence = (pd.DataFrame(findings_to_vector(train["label"]), columns=list(paper.FINDINGS))
+                      .groupby(train_copy.to_numpy()).mean())
+        y = findings_to_vector(test["truth"])
+        overall = prevalence.mean()
+        scores = np.stack([prevalence.loc[c].to_numpy() if c in prevalence.index
+                           else overall.to_numpy() for c in copy])
+        aucs = {f: float(roc_auc_score(y[:, i], scores[:, i]))
+                if 0 < y[:, i].sum() < len(y) else np.nan for i, f in enumerate(paper.FINDINGS)}
+        out["copy_only_baseline"] = {"auc": aucs, "mean_auc": float(np.nanmean(list(aucs.values())))}
+    return to_jsonable(out)
+
+
+def copy_table(by_copy: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per copy (and all real NIH test films): films, mean AUC with CI, findings scored."""
+    rows = [("all real NIH test films", by_copy["all"])]
+    rows += list(by_copy["copies"].items())
+    records = [{"copy": name, "test films": m["n_test"],
+                "mean AUC (95 % CI)": _fmt(m["mean_auc"], m["mean_auc_ci"]),
+                "findings with positives": m["n_auc_defined"]} for name, m in rows]
+    if "copy_only_baseline" in by_copy:
+        records.append({"copy": "copy-only baseline (all films)", "test films": by_copy["all"]["n_test"],
+                        "mean AUC (95 % CI)": _fmt(by_copy["copy_only_baseline"]["mean_auc"], None),
+                        "findings with positives": by_copy["all"]["n_auc_defined"]})
+    return pd.DataFrame(records).set_index("copy")

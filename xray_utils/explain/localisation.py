@@ -13,6 +13,7 @@ finding), except where a function takes the manifest's boxes per image.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -413,3 +414,45 @@ def pick_examples(labels: Sequence[str], boxes_per_image: Sequence[Sequence[Sequ
         ordered = boxed + [i for i in positive if i not in boxed]
         picks += [(i, f) for i in ordered[:per_finding]]
     return picks
+
+
+# --------------------------------------------------------------------------------------------
+# the trade-off: input size and explained layer against pointing and time
+# --------------------------------------------------------------------------------------------
+def score_checkpoint(best_json: str | Path, paths: Sequence[str],
+                     boxes_per_image: Sequence[Sequence[Sequence]],
+                     layers: Sequence[str] = ("norm5", "denseblock3"), threshold: float = 0.5,
+                     batch_size: int = 32, tolerance: float = 0.0, device: Any = "cpu",
+                     training_seconds: float | None = None) -> pd.DataFrame:
+    """Score one Module III checkpoint on the same boxed films at its own input size, for each
+    of ``layers``: one row per layer with the input size, the grid, the mean pointing-game hit
+    rate over findings (and IoU), the centre baseline, the grid's ceiling, the seconds Grad-CAM
+    took and ``training_seconds`` (what the checkpoint cost to train, when known)."""
+    import time
+
+    from xray_utils.models import load_checkpoint
+
+    model, meta = load_checkpoint(Path(best_json), device=device)
+    classes, size = meta["classes"], int(meta["image_size"])
+    images, sizes = load_images(paths, size, progress=False)
+    rows = []
+    for layer in layers:
+        t0 = time.perf_counter()
+        table = score_localisation(model, images, boxes_per_image, sizes, classes,
+                                   threshold=threshold, batch_size=batch_size,
+                                   tolerance=tolerance, layer=layer)
+        seconds = time.perf_counter() - t0
+        grid = layer_grid(model, size, layer)
+        scored = table["n"] > 0
+        centre = center_baseline(boxes_per_image, sizes, classes)
+        ceiling = pointing_ceiling(boxes_per_image, sizes, size, grid, classes, tolerance)
+        rows.append({"input px": size, "layer": layer, "grid": f"{grid[0]} x {grid[1]}",
+                     "pointing": float(table.loc[scored, "pointing"].mean()),
+                     "iou": float(table.loc[scored, "iou"].mean()),
+                     "centre baseline": float(centre[scored].mean()),
+                     "grid ceiling": float(ceiling[scored].mean()),
+                     "Grad-CAM minutes": seconds / 60,
+                     "training minutes": (training_seconds / 60 if training_seconds is not None
+                                          else float("nan")),
+                     "checkpoint": str(best_json)})
+    return pd.DataFrame(rows)

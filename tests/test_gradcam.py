@@ -575,3 +575,27 @@ def test_gradcam_record_adds_settings_baselines_and_layers() -> None:
     assert record["by_layer"]["denseblock3"] == {"grid": [4, 4], "mean_pointing": pytest.approx(0.25)}
     assert (record["layer"], record["grid"], record["image_size"]) == ("norm5", [2, 2], 64)
     assert loc.format_rate(None) == "n/a" and loc.format_rate(0.3) == "0.300"
+
+
+def test_score_checkpoint_tabulates_each_layer(chest_model: XrayDenseNet, tmp_path) -> None:
+    """The trade-off table of chapter 05: one row per layer, grid by input size, scores in range,
+    the pointing hit rate never above the grid's ceiling."""
+    from PIL import Image
+
+    from xray_utils.models import checkpoint_meta, save_checkpoint
+
+    best = save_checkpoint(chest_model, tmp_path / "best", checkpoint_meta("chest", 64))
+    paths = []
+    for k, img in enumerate(_smooth_images(4, 96, 96, seed=5)):
+        paths.append(str(tmp_path / f"film{k}.png"))
+        Image.fromarray(img).save(paths[-1])
+    boxes = [[("Cardiomegaly", 30, 40, 30, 30)], [("Mass", 5, 5, 20, 20)],
+             [("Effusion", 60, 60, 30, 30), ("Mass", 10, 60, 10, 10)], [("Nodule", 40, 10, 8, 8)]]
+    table = loc.score_checkpoint(best, paths, boxes, layers=("norm5", "denseblock3"),
+                                 batch_size=4, training_seconds=120.0)
+    assert list(table["layer"]) == ["norm5", "denseblock3"]
+    assert list(table["grid"]) == ["2 x 2", "4 x 4"] and (table["input px"] == 64).all()
+    for _, row in table.iterrows():
+        assert 0 <= row["pointing"] <= row["grid ceiling"] + 1e-12
+        assert 0 <= row["centre baseline"] <= 1 and 0 <= row["iou"] <= 1
+        assert row["training minutes"] == pytest.approx(2.0) and row["Grad-CAM minutes"] >= 0

@@ -86,12 +86,16 @@ def test_evaluation_records(demo_run):
 
 
 # ------------------------------------------------------------------------ 05: Grad-CAM
-def _boxed_test_films(paths):
-    """The chest test films with a box of one of the 14 findings, and their boxes."""
+def _boxed_test_films(paths, scored_set="all"):
+    """The chest test films with a box of one of the 14 findings, and their boxes (``real``: of
+    the real films only, as chapter 05 scores them when its metrics say ``scored_set: real``)."""
     from xray_utils.data.manifests import decode_boxes, read_task_manifest
+    from xray_utils.sources.open_films import is_real
 
     test = read_task_manifest(paths.manifest("chest"))
     test = test[test["split"] == "test"].reset_index(drop=True)
+    if scored_set == "real":
+        test = test[is_real(test["source"])].reset_index(drop=True)
     boxes = [decode_boxes(b) for b in test["boxes"]]
     keep = [i for i, b in enumerate(boxes) if any(f in paper.FINDINGS for f, *_ in b)]
     return test.iloc[keep].reset_index(drop=True), [boxes[i] for i in keep]
@@ -104,7 +108,7 @@ def test_gradcam_records(demo_run):
 
     paths = demo_run.through("05")
     g = read_metrics(paths.figures_dir)["gradcam"]
-    films, boxes = _boxed_test_films(paths)
+    films, boxes = _boxed_test_films(paths, g.get("scored_set", "all"))
     n_cases = sum(len({b[0] for b in bx if b[0] in paper.FINDINGS}) for bx in boxes)
     assert sum(g[f]["n"] for f in paper.FINDINGS) == g["n_cases"] == n_cases
     scored = [f for f in paper.FINDINGS if g[f]["n"] > 0]
@@ -128,7 +132,7 @@ def test_gradcam_fast_path_gives_the_backward_verdict(demo_run):
 
     paths = demo_run.through("05")
     g = read_metrics(paths.figures_dir)["gradcam"]
-    films, boxes = _boxed_test_films(paths)
+    films, boxes = _boxed_test_films(paths, g.get("scored_set", "all"))
     if not boxes:
         pytest.skip("no boxed chest test film in this run")
     model, meta = load_checkpoint(paths.best_checkpoint("chest"))

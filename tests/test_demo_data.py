@@ -149,7 +149,7 @@ def test_chest_phantoms_are_test_films_only_unless_asked(tmp_path):
     cfg = settings("demo", DEMO_IMAGE_SIZE=32, DEMO_PER_TYPE=2, DEMO_CHEST=12, DEMO_PHOTOS=6,
                    OPEN_FILMS=False)
     paths = project_paths("demo", tmp_path / "data", tmp_path / "run", tmp_path / "fig")
-    images = load_profile_images("demo", paths, cfg, seed=3)
+    images = load_profile_images(paths, cfg, seed=3)
     chest = images[images["xray_type"] == "chest"]
     assert len(chest) == 12 and set(chest["split"]) == {"test"}
     tasks = manifests.task_manifests(images, seed=0, **task_manifest_options(cfg))

@@ -22,10 +22,15 @@ from xray_utils.config.paths import ProjectPaths
 from xray_utils.data.manifests import read_image_manifest
 
 
-def load_profile_images(profile: str, paths: ProjectPaths, cfg: Mapping[str, Any], seed: int = 0,
+def load_profile_images(paths: ProjectPaths, cfg: Mapping[str, Any], seed: int = 0,
                         extra_data: str | Path | None = None,
                         chest_split: str = "authors") -> pd.DataFrame:
-    """The image manifest of ``profile`` (splits assigned, patient-disjoint)."""
+    """The image manifest of the profile ``cfg["PROFILE"]`` (splits assigned, patient-disjoint)."""
+    profile = str(cfg.get("PROFILE"))
+    if profile != paths.profile:
+        raise ValueError(f"the settings are those of profile {profile!r} but the folders those of "
+                         f"{paths.profile!r}: build both for one profile (settings(PROFILE), "
+                         "project_paths(PROFILE))")
     if profile == "demo":
         from xray_utils.sources.demo import build_demo_dataset
 

@@ -73,6 +73,16 @@ def best_checkpoint(checkpoints_dir: str | os.PathLike, task: str) -> Path:
     return checkpoint_files(checkpoints_dir, task)[0]
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as a record shows it: relative to the repository when inside it (figures and
+    metrics.json are committed, so they never carry the machine's absolute folders)."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(REPO_ROOT.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _pick(explicit: str | os.PathLike | None, env: str, default: Path) -> Path:
     if explicit not in (None, ""):
         return Path(explicit).expanduser().resolve()

@@ -430,6 +430,7 @@ def score_checkpoint(best_json: str | Path, paths: Sequence[str],
     took and ``training_seconds`` (what the checkpoint cost to train, when known)."""
     import time
 
+    from xray_utils.config.paths import shown_path
     from xray_utils.models import load_checkpoint
 
     model, meta = load_checkpoint(Path(best_json), device=device)
@@ -454,5 +455,5 @@ def score_checkpoint(best_json: str | Path, paths: Sequence[str],
                      "Grad-CAM minutes": seconds / 60,
                      "training minutes": (training_seconds / 60 if training_seconds is not None
                                           else float("nan")),
-                     "checkpoint": str(best_json)})
+                     "checkpoint": shown_path(best_json)})
     return pd.DataFrame(rows)

@@ -183,3 +183,12 @@ def test_full_profile_without_datasets_fails_at_once_naming_the_folders(tmp_path
     assert "00_data_preparation.ipynb" in done.stderr  # stops at the first notebook
     assert str(tmp_path / "data" / "raw") in done.stderr and "data/README.md" in done.stderr
     assert "01_train" not in done.stdout
+
+
+def test_records_show_paths_inside_the_repository_relative_to_it(tmp_path):
+    from xray_utils.config.paths import shown_path
+
+    assert shown_path(REPO_ROOT / "runs" / "demo" / "checkpoints" / "chest" / "best.json") == \
+        "runs/demo/checkpoints/chest/best.json"
+    outside = tmp_path / "best.json"
+    assert shown_path(outside) == str(outside)

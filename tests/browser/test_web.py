@@ -183,7 +183,11 @@ def test_page_gives_the_verdicts_of_diagnose(browser, site, site_url, web_checkp
               "site_mib": sum(f.stat().st_size for f in site.rglob("*") if f.is_file()) / 2**20}
     (shots / "web_report.json").write_text(json.dumps(report, indent=2))
     print("\nweb page vs diagnose --json:", json.dumps(report))
-    assert len(correlations) >= len(got) - refused, "too few heatmaps with any spread were compared"
+    # heatmaps exist for the films that reach Module III: with trained checkpoints only the chest
+    # films (the others stop at Module I or II), with the untrained routed ones every file
+    n_chest = sum(1 for r in got if r["ok"] and r["stage"] == "chest")
+    assert n_chest > 0, "no file reached Module III: the heatmaps were never compared"
+    assert len(correlations) >= n_chest, "too few heatmaps with any spread were compared"
     assert len(got) - refused >= 20
     page.screenshot(path=str(shots / "web_desktop.png"), full_page=True)
     page.close()

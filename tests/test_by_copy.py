@@ -67,3 +67,17 @@ def test_a_source_shortcut_shows_as_chance_within_each_copy(tmp_path):
     within = [m["mean_auc"] for name, m in out["copies"].items() if name != "other copies"]
     assert max(abs(a - 0.5) for a in within) < 1e-9      # constant within a copy: chance
     assert out["all"]["mean_auc"] > max(within) + 0.03   # overall it ranks by copy alone
+
+
+def test_without_nih_films_there_is_nothing_to_split_by_copy(tmp_path):
+    """The public and full profiles ship no NIH copy among their test films: an empty record and
+    an empty table, not an error."""
+    for split in ("val", "test"):
+        df = pd.DataFrame({"id": [0, 1], "path": [f"/elsewhere/{split}{i}.png" for i in range(2)],
+                           "split": split, "source": "chestmnist", "truth": ["Mass", ""]})
+        for f in paper.FINDINGS:
+            df[f"p_{f}"] = [0.7, 0.2]
+        save_predictions(df, prediction_path(tmp_path, "chest", split))
+    out = by_origin.chest_by_copy(tmp_path, n_resamples=5)
+    assert out == {"min_films": by_origin.MIN_COPY_FILMS, "copies": {}, "all": {"n_test": 0}}
+    assert by_origin.copy_table(out).empty

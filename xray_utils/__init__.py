@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "write_profile_manifests": "xray_utils.sources.profile",
     "sample_dicom_films": "xray_utils.sources.demo",
     "is_real": "xray_utils.sources.open_films",
+    "is_generated": "xray_utils.sources.demo",
     "read_gray": "xray_utils.data.imageio",
     "decode_boxes": "xray_utils.data.manifests",
     "read_task_manifest": "xray_utils.data.manifests",

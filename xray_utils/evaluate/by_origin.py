@@ -26,17 +26,11 @@ from xray_utils.evaluate.metrics import (
     xray_type_metrics,
 )
 from xray_utils.evaluate.predictions import load_predictions
-from xray_utils.sources.demo import SOURCE as GENERATED_SOURCE
+from xray_utils.sources.demo import is_generated
 
 ORIGINS: tuple[str, ...] = ("real", "generated")
 #: Metric files' section for these figures in ``metrics.json``.
 SECTION = "by_origin"
-
-
-def is_generated(source: pd.Series) -> pd.Series:
-    """True for images the demo generator drew; everything else is a real image (the shipped
-    films in the demo, every image of the public and full profiles)."""
-    return source.astype(str) == GENERATED_SOURCE
 
 
 def _parts(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -168,6 +162,8 @@ def chest_by_copy(predictions_dir: str | Path, train_manifest: str | Path | None
     copy = nih_copy_of(test["path"], pack_dir)
     test = test[copy != ""].reset_index(drop=True)
     copy = copy[copy != ""].reset_index(drop=True)
+    if test.empty:  # no shipped NIH film among the test films (the public and full profiles)
+        return {"min_films": min_films, "copies": {}, "all": {"n_test": 0}}
     counts = copy.value_counts()
     small = set(counts[counts < min_films].index)
     group = copy.where(~copy.isin(small), "other copies")
@@ -204,6 +200,9 @@ def chest_by_copy(predictions_dir: str | Path, train_manifest: str | Path | None
 
 def copy_table(by_copy: Mapping[str, Any]) -> pd.DataFrame:
     """One row per copy (and all real NIH test films): films, mean AUC with CI, findings scored."""
+    if not by_copy["all"]["n_test"]:
+        return pd.DataFrame(columns=["copy", "test films", "mean AUC (95 % CI)",
+                                     "findings with positives"]).set_index("copy")
     rows = [("all real NIH test films", by_copy["all"])]
     rows += list(by_copy["copies"].items())
     records = [{"copy": name, "test films": m["n_test"],

@@ -48,6 +48,12 @@ _CHUNK = 48
 SOURCE = "demo"
 
 
+def is_generated(source: pd.Series) -> pd.Series:
+    """True for images the demo generator drew; everything else is a real image (the shipped
+    films in the demo, every image of the public and full profiles)."""
+    return source.astype(str) == SOURCE
+
+
 def sample_dicom_films() -> dict[str, Path]:
     """Paths of the sample DICOM films, the two radiographs shipped with ``pydicom-data`` (used as
     examples, never for training): ``{"chest_pa": .../RG1_UNCR.dcm, "ankle": .../RG3_UNCR.dcm}``."""

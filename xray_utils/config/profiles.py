@@ -60,7 +60,7 @@ RUN_SOURCES: Mapping[str, str] = {
 }
 
 #: Per-task training overrides of a profile (the ``full`` profile uses the paper's settings).
-#: The demo fits each training into 2-6 CPU minutes (2 cores), with what was measured to help
+#: The demo fits each training into 1.5-4 CPU minutes (2 cores), with what was measured to help
 #: most in that budget: a one-cycle schedule instead of the paper's plateau schedule (which
 #: never fires in a few epochs) with a higher peak rate; Module I at 40 px (measured against
 #: 64 px on the same data: 108 s instead of about 190 s of training, real test films and

@@ -15,6 +15,7 @@ from xray_utils.evaluate import predictions as pr
 from xray_utils.models import (
     build_model,
     checkpoint_meta,
+    file_sha256,
     load_checkpoint,
     save_checkpoint,
     to_model_input,
@@ -88,7 +89,8 @@ def test_predict_split_module_i(run):
     np.testing.assert_allclose(df[["p_xray", "p_not_xray"]].sum(axis=1), 1.0, atol=1e-6)
     direct = _direct_probs(ckpt, df["path"], multilabel=False)
     np.testing.assert_allclose(df[["p_xray", "p_not_xray"]].to_numpy(), direct, atol=1e-5)
-    assert df.attrs == {"task": "xray_or_not", "split": "test", "n_dropped": 0}
+    assert df.attrs == {"task": "xray_or_not", "split": "test", "n_dropped": 0,
+                        "weights_sha256": file_sha256(ckpt.with_suffix(".safetensors"))}
 
 
 def test_predict_split_chest_uses_sigmoid(run):
@@ -200,6 +202,37 @@ def test_predict_chain_agrees_with_each_module_and_feeds_build_metrics(run, tmp_
     assert metrics["xray_or_not"]["n"] == 6 and metrics["end_to_end"]["n"] == 7
     assert metrics["chest"]["n_auc_defined"] == 1  # only Mass has positives and negatives
     assert metrics["chest"]["auc"]["Hernia"] is None
+
+
+def test_predict_chain_reuses_split_predictions_of_the_same_weights_only(run, monkeypatch):
+    ck, man, cache = run / "checkpoints", run / "manifests", run / "cache"
+    imgs = pr.end_to_end_images(man)
+    fresh = pr.predict_chain(ck, imgs, batch_size=3, cache_dir=cache, device="cpu")
+    known = [pr.predict_split(ck / t / "best.json", man / f"{t}.csv", cache_dir=cache,
+                              device="cpu") for t in paper.TASKS]
+    assert all(len(df.attrs["weights_sha256"]) == 64 for df in known)
+    predicted = []
+    real = pr._predict_paths
+
+    def counting(model, meta, paths, *args, **kwargs):
+        predicted.append((meta["task"], list(paths)))
+        return real(model, meta, paths, *args, **kwargs)
+
+    monkeypatch.setattr(pr, "_predict_paths", counting)
+    reused = pr.predict_chain(ck, imgs, batch_size=3, cache_dir=cache, device="cpu", known=known)
+    pd.testing.assert_frame_equal(reused, fresh, atol=1e-6, rtol=0)
+    done = {t: set(df["path"]) for t, df in zip(paper.TASKS, known)}
+    for task, paths in predicted:  # only the images no split had scored went through a model
+        assert paths and not set(paths) & done[task]
+    assert {t for t, _ in predicted} == {t for t in paper.TASKS if set(imgs["path"]) - done[t]}
+    # a frame of other weights is never taken for these
+    stale = known[0].copy()
+    stale.attrs = {**known[0].attrs, "weights_sha256": "0" * 64}
+    stale["p_xray"] = 0.5
+    predicted.clear()
+    again = pr.predict_chain(ck, imgs, batch_size=3, cache_dir=cache, device="cpu", known=[stale])
+    pd.testing.assert_frame_equal(again, fresh, atol=1e-6, rtol=0)
+    assert [t for t, _ in predicted] == list(paper.TASKS)
 
 
 def test_predict_chain_needs_truth_columns(run):

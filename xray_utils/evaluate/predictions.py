@@ -138,7 +138,8 @@ def predict_split(checkpoint_json: str | Path, task_manifest_csv: str | Path, sp
                        "split": kept["split"].to_numpy(), "source": kept["source"].to_numpy(),
                        "truth": kept["label"].to_numpy()})
     df = pd.concat([df, pd.DataFrame(probs, columns=prob_columns(classes))], axis=1)
-    df.attrs.update(task=task, split=split, n_dropped=int((~ok).sum()))
+    df.attrs.update(task=task, split=split, n_dropped=int((~ok).sum()),
+                    weights_sha256=str(meta.get("weights_sha256", "")))
     return df
 
 
@@ -181,12 +182,16 @@ def end_to_end_images(manifests_dir: str | Path, split: str = "test") -> pd.Data
 
 def predict_chain(checkpoints_dir: str | Path, images: pd.DataFrame, batch_size: int = 64,
                   cache_dir: str | Path | None = None,
-                  device: str | torch.device = "auto") -> pd.DataFrame:
+                  device: str | torch.device = "auto",
+                  known: Sequence[pd.DataFrame] = ()) -> pd.DataFrame:
     """Run all three modules on every image of ``images`` (columns ``path`` + the truths).
 
     ``images`` needs ``path``, ``is_xray``, ``xray_type`` and ``findings`` (see
     :func:`end_to_end_images`).  Checkpoints are read from
-    ``<checkpoints_dir>/<task>/best.json``.
+    ``<checkpoints_dir>/<task>/best.json``.  ``known``: frames of :func:`predict_split` made
+    with these same checkpoints (``attrs["weights_sha256"]`` says whose weights); an image a
+    module has already scored there is not run through it again (the test splits of the three modules
+    are most of the chain's images).
     """
     missing = [c for c in ("path", *CHAIN_TRUTH_COLUMNS) if c not in images.columns]
     if missing:
@@ -205,10 +210,13 @@ def predict_chain(checkpoints_dir: str | Path, images: pd.DataFrame, batch_size:
         if meta["task"] != task:
             raise ValueError(f"{best_checkpoint(checkpoints_dir, task)} holds a {meta['task']!r} "
                              f"model, not {task!r}")
-        p, ok_t = _predict_paths(model, meta, paths, batch_size, cache_dir, device_,
-                                 f"end to end, {task}")
-        full = np.full((len(paths), p.shape[1]), np.nan)
-        full[ok_t] = p
+        full, ok_t = _known_probabilities(known, meta, paths)
+        todo = np.flatnonzero(~ok_t)
+        if len(todo):
+            p, ok_new = _predict_paths(model, meta, [paths[i] for i in todo], batch_size,
+                                       cache_dir, device_, f"end to end, {task}")
+            full[todo[ok_new]] = p
+            ok_t[todo[ok_new]] = True
         probs[task] = pd.DataFrame(full, columns=list(meta["classes"]))
         ok &= ok_t
     kept = images[ok].reset_index(drop=True)
@@ -226,6 +234,24 @@ def predict_chain(checkpoints_dir: str | Path, images: pd.DataFrame, batch_size:
     out = pd.concat([out, pd.DataFrame(cols)], axis=1)
     out.attrs.update(n_dropped=int((~ok).sum()))
     return out
+
+
+def _known_probabilities(known: Sequence[pd.DataFrame], meta: Mapping, paths: Sequence[str]
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities of ``paths`` found in those ``known`` frames made by the module and the
+    weights of ``meta`` (NaN elsewhere), and the mask of those found."""
+    classes = list(meta["classes"])
+    full = np.full((len(paths), len(classes)), np.nan)
+    where = {p: i for i, p in enumerate(paths)}
+    for df in known:
+        digest = df.attrs.get("weights_sha256")
+        if not digest or (df.attrs.get("task"), digest) != (meta["task"], meta.get("weights_sha256")):
+            continue
+        rows = [(where[p], k) for k, p in enumerate(df["path"].astype(str)) if p in where]
+        if rows:
+            dst, src = (np.asarray(r) for r in zip(*rows))
+            full[dst] = df[prob_columns(classes)].to_numpy(dtype=np.float64)[src]
+    return full, ~np.isnan(full).any(axis=1)
 
 
 def checkpoint_table(checkpoints_dir: str | Path) -> pd.DataFrame:

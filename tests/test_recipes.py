@@ -171,22 +171,23 @@ def test_augment_setting_changes_the_training_images():
 
 
 def test_batch_augmentation_equals_the_per_image_crop_and_resize():
-    """augment_batch: per image the draws and the pixels of a flip, a crop copy and cv2.resize."""
+    """augment_batch: one draw for the batch; per image the pixels of a flip, a crop copy and
+    cv2.resize with the parameters that draw gives."""
     import cv2
     import numpy as np
 
     from xray_utils.data.loaders import augment_batch
 
-    def reference(img, mode):
-        if torch.rand(()) < 0.5:
+    def reference(img, u, mode):
+        if u[0] < 0.5:
             img = img[:, ::-1]
         if mode == "hv_flip":
-            return np.ascontiguousarray(img[::-1] if torch.rand(()) < 0.5 else img)
+            return np.ascontiguousarray(img[::-1] if u[1] < 0.5 else img)
         h, w = img.shape
-        scale = 0.85 + 0.15 * torch.rand(()).item()
+        scale = 0.85 + 0.15 * u[1]
         ch, cw = max(8, int(h * scale)), max(8, int(w * scale))
-        top = int(torch.randint(0, h - ch + 1, ()).item())
-        left = int(torch.randint(0, w - cw + 1, ()).item())
+        top, left = int(u[2] * (h - ch + 1)), int(u[3] * (w - cw + 1))
+        assert 0 <= top <= h - ch and 0 <= left <= w - cw
         crop = np.ascontiguousarray(img[top:top + ch, left:left + cw])
         return cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
 
@@ -195,13 +196,16 @@ def test_batch_augmentation_equals_the_per_image_crop_and_resize():
         imgs = rng.integers(0, 256, (12, size, size), dtype=np.uint8)
         for mode in ("flip_crop", "hv_flip"):
             torch.manual_seed(size)
-            want = np.stack([reference(im, mode) for im in imgs])
+            draws = torch.rand(len(imgs), 4, dtype=torch.float64).numpy()
+            want = np.stack([reference(im, u, mode) for im, u in zip(imgs, draws)])
             after_ref = torch.rand(3)
             torch.manual_seed(size)
             got = augment_batch(imgs, mode)
             np.testing.assert_array_equal(got, want)
             assert torch.equal(torch.rand(3), after_ref)  # the same number of draws
             assert not np.array_equal(got, imgs)
+            kinds = {(bool(u[0] < 0.5), bool(u[1] < 0.5)) for u in draws}
+            assert len(kinds) > 1  # the images of one batch get different parameters
 
 
 @pytest.mark.slow

@@ -81,6 +81,10 @@ def test_killed_anywhere_and_resumed_equals_uninterrupted(tiny_task, tmp_path):
     differ = [k for k in model if not torch.equal(model[k], ref_model[k])]
     assert not differ, f"{len(differ)} tensors differ from the uninterrupted run, e.g. {differ[:3]}"
     assert sorted(history["epoch"].unique()) == [1, 2, 3]
+    # the learning-rate schedule (one-cycle in the demo) continued where it stopped: the history
+    # compared below holds each epoch's rate
+    assert settings("demo", "xray_or_not")["SCHEDULER"]["name"] == "OneCycleLR"
+    assert len(history[(history["loader"] == "train") & (history["metric"] == "lr")]) == 3
     key = ["epoch", "loader", "metric"]
     pd.testing.assert_frame_equal(history.sort_values(key).reset_index(drop=True),
                                   ref_history.sort_values(key).reset_index(drop=True))
